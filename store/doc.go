@@ -1,0 +1,53 @@
+// Package store keeps sigbase's rooms in one bbolt file: a three-level JSON
+// tree (room, key, child) per room, every committed write numbered by one
+// global revision, a per-room change log for exact resume, and room expiry.
+// It knows nothing of HTTP; the api package turns it into the wire contract.
+//
+// # Bucket layout
+//
+//	meta    Sequence() = the last revision; "schema" = layout version
+//	rooms   room → roomMeta: incarnation (created), resume floor, last revision,
+//	        key count, bytes, log size, expiry time
+//	data    room 0x00 key            → rev(8) 'l' JSON   (a leaf value)
+//	                                 → rev(8) 'o'        (an object; children follow)
+//	        room 0x00 key 0x00 child → rev(8) JSON
+//	log     room 0x00 BE(rev)        → change (location, data, what changed below it)
+//	expiry  BE(expires unix ns) room → (empty)
+//
+// Names are [A-Za-z0-9_-], so 0x00 separates them and a room's records, a
+// key's children and a room's log entries are each one contiguous range.
+//
+// # Guarantees
+//
+//   - Durable: a write returns only after its transaction is committed and
+//     fsynced. One writer goroutine takes everything queued (up to 1000
+//     writes), applies it in one transaction and commits once: each write is
+//     its own revision, replies go out after the commit, then the changes go
+//     to watchers in revision order. A failed precondition or quota is that
+//     write's result; only a failed commit fails the whole group.
+//   - Revisions come from the meta bucket's sequence in the same transaction
+//     as the change they name: strictly increasing and gap-free across
+//     restarts. Each record keeps the revision of its last change, which is
+//     the ETag of its location.
+//   - Watchers register before they read, so between a snapshot (or log
+//     catch-up) and live changes nothing is missed or repeated. A resume
+//     replays the log after the given revision only when the room's log
+//     provably holds every change after it; otherwise the watcher gets a
+//     snapshot. A watcher whose queue overflows is evicted (ErrEvicted) and
+//     resumes from the log: it never slows the writer or other watchers.
+//   - Rooms expire RoomTTL after their last write, never while watched, and
+//     not before RoomTTL after their last watcher left. The sweeper visits the
+//     expiry index in order, at most 1000 rooms per transaction.
+//
+// # Caveats
+//
+//   - Deleting a room (or emptying it) deletes its log: resuming across that
+//     gets a snapshot. Trimming a room's log (Limits.MaxLogEntries,
+//     MaxLogBytes) raises the revision below which resumes get a snapshot.
+//   - Who watched a room is kept in memory only: after a restart no room
+//     expires until RoomTTL has passed.
+//   - The file never shrinks (bbolt); Limits and Options.MaxSize bound it.
+//     A database at MaxSize fails writes with ErrDatabaseFull; reads go on.
+//   - Only one process may open the file; another waits OpenTimeout and fails
+//     with ErrLocked.
+package store

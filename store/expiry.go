@@ -1,0 +1,105 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"time"
+)
+
+// sweep is the TTL sweeper goroutine: every sweepInterval it has the writer
+// delete the rooms that are due, in batches of at most maxGroup rooms.
+func (s *Store) sweep(ctx context.Context) {
+	defer close(s.sweeperDone)
+	tick := time.NewTicker(s.sweepInterval())
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for {
+			o := &op{kind: opSweep}
+			if _, err := s.submit(ctx, o); err != nil || !o.more {
+				break
+			}
+		}
+		s.hub.forgetLeftBefore(time.Now().Add(-s.opts.RoomTTL))
+	}
+}
+
+// sweepInterval is at most a minute, and at most the TTL when that is shorter.
+func (s *Store) sweepInterval() time.Duration {
+	return min(time.Minute, s.opts.RoomTTL)
+}
+
+// sweep deletes up to limit rooms whose expiry has passed, in index order.
+// A room that is watched, or whose last watcher left less than the TTL ago,
+// is kept and its expiry moved. So is every room during the TTL after Open:
+// who watched before a restart is unknown, and a watched room must not
+// expire. It reports whether more rooms may be due.
+func (t *txn) sweep(limit int) (bool, error) {
+	now := t.now.UnixNano()
+	var due [][]byte
+	c := t.expiry.Cursor()
+	for k, _ := c.First(); k != nil && len(due) < limit; k, _ = c.Next() {
+		if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) > now {
+			break
+		}
+		due = append(due, bytes.Clone(k))
+	}
+	for _, k := range due {
+		room := string(k[8:])
+		meta, ok, err := readMeta(t.rooms, room)
+		if err != nil {
+			return false, err
+		}
+		if !ok || !bytes.Equal(expiryKey(meta.expires, room), k) {
+			if err := t.expiry.Delete(k); err != nil { // stale: cannot happen, but must not stick
+				return false, err
+			}
+			continue
+		}
+		if keep := t.s.keepUntil(room, t.now); keep.After(t.now) {
+			if err := t.postpone(room, meta, keep); err != nil {
+				return false, err
+			}
+			continue
+		}
+		if _, err := t.apply(&op{kind: opPut, at: Path{Room: room}}); err != nil {
+			return false, err
+		}
+		t.expired++
+	}
+	return len(due) == limit, nil
+}
+
+// keepUntil is the earliest time the room may expire given its watchers.
+func (s *Store) keepUntil(room string, now time.Time) time.Time {
+	watched, lastLeft := s.hub.watching(room)
+	if watched {
+		return now.Add(s.opts.RoomTTL)
+	}
+	keep := s.started.Add(s.opts.RoomTTL)
+	if !lastLeft.IsZero() {
+		keep = later(keep, lastLeft.Add(s.opts.RoomTTL))
+	}
+	return keep
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// postpone moves a room's expiry to until.
+func (t *txn) postpone(room string, meta roomMeta, until time.Time) error {
+	if err := t.expiry.Delete(expiryKey(meta.expires, room)); err != nil {
+		return err
+	}
+	meta.expires = until.UnixNano()
+	return t.putMeta(room, meta)
+}

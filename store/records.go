@@ -1,0 +1,345 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Buckets; the layout is described in doc.go.
+var (
+	bucketMeta   = []byte("meta")
+	bucketRooms  = []byte("rooms")
+	bucketData   = []byte("data")
+	bucketLog    = []byte("log")
+	bucketExpiry = []byte("expiry")
+)
+
+// schemaKey in bucketMeta holds the layout version; Open refuses others.
+var schemaKey = []byte("schema")
+
+const schemaVersion = 1
+
+// recordOverhead is what each stored record costs beyond its name and value
+// in the room-size quota, so a room of many tiny records is bounded too.
+const recordOverhead = 32
+
+var errCorrupt = errors.New("corrupt record")
+
+// roomMeta is the bookkeeping of one room, stored in bucketRooms.
+type roomMeta struct {
+	created  uint64 // revision that created this incarnation of the room
+	floor    uint64 // every change of this incarnation after floor is in the log
+	rev      uint64 // revision of the last change in the room (its ETag)
+	bytes    uint64 // stored bytes as counted by the MaxRoomBytes quota
+	logBytes uint64 // bytes of the room's change log
+	expires  int64  // unix nanoseconds; also the room's expiry index key
+	keys     uint32
+	logCount uint32
+}
+
+const roomMetaSize = 6*8 + 2*4
+
+func (m roomMeta) encode() []byte {
+	b := make([]byte, 0, roomMetaSize)
+	b = binary.BigEndian.AppendUint64(b, m.created)
+	b = binary.BigEndian.AppendUint64(b, m.floor)
+	b = binary.BigEndian.AppendUint64(b, m.rev)
+	b = binary.BigEndian.AppendUint64(b, m.bytes)
+	b = binary.BigEndian.AppendUint64(b, m.logBytes)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.expires))
+	b = binary.BigEndian.AppendUint32(b, m.keys)
+	return binary.BigEndian.AppendUint32(b, m.logCount)
+}
+
+func decodeRoomMeta(b []byte) (roomMeta, error) {
+	if len(b) != roomMetaSize {
+		return roomMeta{}, fmt.Errorf("room meta of %d bytes: %w", len(b), errCorrupt)
+	}
+	u := func(i int) uint64 { return binary.BigEndian.Uint64(b[i*8:]) }
+	return roomMeta{
+		created: u(0), floor: u(1), rev: u(2), bytes: u(3), logBytes: u(4), expires: int64(u(5)),
+		keys:     binary.BigEndian.Uint32(b[48:]),
+		logCount: binary.BigEndian.Uint32(b[52:]),
+	}, nil
+}
+
+// Record keys. Names never contain 0x00, so "room\0" prefixes exactly one
+// room's records and "room\0key\0" exactly one key's children.
+
+func roomPrefix(room string) []byte { return append([]byte(room), 0) }
+
+func keyRecordKey(room, key string) []byte {
+	return append(roomPrefix(room), key...)
+}
+
+func childPrefix(room, key string) []byte { return append(keyRecordKey(room, key), 0) }
+
+func childRecordKey(room, key, child string) []byte {
+	return append(childPrefix(room, key), child...)
+}
+
+func logKey(room string, rev uint64) []byte {
+	return binary.BigEndian.AppendUint64(roomPrefix(room), rev)
+}
+
+func expiryKey(expires int64, room string) []byte {
+	return append(binary.BigEndian.AppendUint64(nil, uint64(expires)), room...)
+}
+
+// Data records: 8-byte revision, then for a key a kind byte ('l' leaf, with
+// the JSON after it, or 'o' object, whose children are their own records),
+// for a child its JSON.
+const (
+	kindLeaf   = 'l'
+	kindObject = 'o'
+)
+
+func encodeKeyRecord(rev uint64, v keyValue) []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 9+len(v.leaf)), rev)
+	if v.leaf != nil {
+		return append(append(b, kindLeaf), v.leaf...)
+	}
+	return append(b, kindObject)
+}
+
+func encodeChildRecord(rev uint64, data []byte) []byte {
+	return append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(data)), rev), data...)
+}
+
+func recordRev(b []byte) (uint64, error) {
+	if len(b) < 8 {
+		return 0, fmt.Errorf("record of %d bytes: %w", len(b), errCorrupt)
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+// storedKey is a key as read from the data bucket, values copied out.
+type storedKey struct {
+	value     keyValue
+	rev       uint64   // 0 when absent
+	childRevs []uint64 // parallel to value.children
+}
+
+func keyRecordSize(name string, v keyValue) uint64 {
+	return recordOverhead + uint64(len(name)+len(v.leaf))
+}
+
+func childRecordSize(name string, data []byte) uint64 {
+	return recordOverhead + uint64(len(name)+len(data))
+}
+
+func (v keyValue) size(name string) uint64 {
+	if v.absent() {
+		return 0
+	}
+	n := keyRecordSize(name, v)
+	for _, c := range v.children {
+		n += childRecordSize(c.name, c.data)
+	}
+	return n
+}
+
+// readKey reads one key and its children.
+func readKey(data *bolt.Bucket, room, key string) (storedKey, error) {
+	rec := data.Get(keyRecordKey(room, key))
+	if rec == nil {
+		return storedKey{}, nil
+	}
+	rev, err := recordRev(rec)
+	if err != nil || len(rec) < 9 {
+		return storedKey{}, fmt.Errorf("key %s/%s: %w", room, key, errCorrupt)
+	}
+	sk := storedKey{rev: rev}
+	if rec[8] == kindLeaf {
+		sk.value.leaf = bytes.Clone(rec[9:])
+		return sk, nil
+	}
+	prefix := childPrefix(room, key)
+	c := data.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		crev, err := recordRev(v)
+		if err != nil {
+			return storedKey{}, fmt.Errorf("child %q: %w", k, err)
+		}
+		sk.value.children = append(sk.value.children, childValue{name: string(k[len(prefix):]), data: bytes.Clone(v[8:])})
+		sk.childRevs = append(sk.childRevs, crev)
+	}
+	return sk, nil
+}
+
+// readRoom reads every key of a room with its children, in name order.
+func readRoom(data *bolt.Bucket, room string) ([]namedKey, error) {
+	prefix := roomPrefix(room)
+	var keys []namedKey
+	c := data.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		rev, err := recordRev(v)
+		if err != nil {
+			return nil, fmt.Errorf("record %q: %w", k, err)
+		}
+		key, child, isChild := bytes.Cut(k[len(prefix):], []byte{0})
+		switch {
+		case !isChild:
+			nk := namedKey{name: string(key), storedKey: storedKey{rev: rev}}
+			if len(v) > 8 && v[8] == kindLeaf {
+				nk.value.leaf = bytes.Clone(v[9:])
+			}
+			keys = append(keys, nk)
+		case len(keys) > 0 && keys[len(keys)-1].name == string(key):
+			last := &keys[len(keys)-1]
+			last.value.children = append(last.value.children, childValue{name: string(child), data: bytes.Clone(v[8:])})
+			last.childRevs = append(last.childRevs, rev)
+		default:
+			return nil, fmt.Errorf("child record %q without its key: %w", k, errCorrupt)
+		}
+	}
+	return keys, nil
+}
+
+// namedKey is a stored key with its name.
+type namedKey struct {
+	name string
+	storedKey
+}
+
+func readMeta(rooms *bolt.Bucket, room string) (roomMeta, bool, error) {
+	b := rooms.Get([]byte(room))
+	if b == nil {
+		return roomMeta{}, false, nil
+	}
+	m, err := decodeRoomMeta(b)
+	if err != nil {
+		return roomMeta{}, false, fmt.Errorf("room %s: %w", room, err)
+	}
+	return m, true, nil
+}
+
+// readAt reads the value at a location and the revision of its last change
+// (0 and "null" when nothing is stored there).
+func readAt(tx *bolt.Tx, at Path) ([]byte, uint64, error) {
+	meta, ok, err := readMeta(tx.Bucket(bucketRooms), at.Room)
+	if err != nil || !ok {
+		return []byte("null"), 0, err
+	}
+	data := tx.Bucket(bucketData)
+	switch at.Depth() {
+	case 0:
+		stored, err := readRoom(data, at.Room)
+		keys := make([]keyEntry, len(stored))
+		for i, k := range stored {
+			keys[i] = keyEntry{name: k.name, value: k.value}
+		}
+		return roomJSON(keys), meta.rev, err
+	case 1:
+		sk, err := readKey(data, at.Room, at.Key)
+		return sk.value.json(), sk.rev, err
+	}
+	rec := data.Get(childRecordKey(at.Room, at.Key, at.Child))
+	if rec == nil {
+		return []byte("null"), 0, nil
+	}
+	rev, err := recordRev(rec)
+	return bytes.Clone(rec[8:]), rev, err
+}
+
+// Change log entries: a version byte, flags, the location inside the room,
+// the data, the changed locations below it, and key images (see change).
+
+const changeVersion = 1
+
+const (
+	flagPatch = 1 << iota
+	flagGone
+)
+
+func (c *change) encode() []byte {
+	b := make([]byte, 0, 16+len(c.at.Key)+len(c.at.Child)+len(c.data))
+	var flags byte
+	if c.patch {
+		flags |= flagPatch
+	}
+	if c.gone {
+		flags |= flagGone
+	}
+	b = append(b, changeVersion, flags)
+	b = appendString(b, c.at.Key)
+	b = appendString(b, c.at.Child)
+	b = appendString(b, string(c.data))
+	b = binary.AppendUvarint(b, uint64(len(c.below)))
+	for _, name := range c.below {
+		b = appendString(b, name)
+	}
+	b = binary.AppendUvarint(b, uint64(len(c.images)))
+	for _, im := range c.images {
+		b = appendString(b, im.key)
+		b = appendString(b, string(im.data))
+	}
+	return b
+}
+
+func decodeChange(room string, rev uint64, b []byte) (*change, error) {
+	r := reader{b: b}
+	if v := r.byte(); v != changeVersion {
+		return nil, fmt.Errorf("change %d of %s has version %d: %w", rev, room, v, errCorrupt)
+	}
+	flags := r.byte()
+	c := &change{rev: rev, patch: flags&flagPatch != 0, gone: flags&flagGone != 0}
+	c.at = Path{Room: room, Key: r.string(), Child: r.string()}
+	c.data = []byte(r.string())
+	for n := r.count(); n > 0 && r.err == nil; n-- {
+		c.below = append(c.below, r.string())
+	}
+	for n := r.count(); n > 0 && r.err == nil; n-- {
+		c.images = append(c.images, image{key: r.string(), data: []byte(r.string())})
+	}
+	if r.err != nil || len(r.b) != 0 {
+		return nil, fmt.Errorf("change %d of %s: %w", rev, room, errCorrupt)
+	}
+	return c, nil
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// reader decodes what appendString and AppendUvarint wrote; the first
+// failure sticks in err.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) byte() byte {
+	if len(r.b) == 0 {
+		r.err = errCorrupt
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) count() uint64 {
+	n, w := binary.Uvarint(r.b)
+	if w <= 0 || n > uint64(len(r.b)) {
+		r.err = errCorrupt
+		return 0
+	}
+	r.b = r.b[w:]
+	return n
+}
+
+func (r *reader) string() string {
+	n := r.count()
+	if r.err != nil || n > uint64(len(r.b)) {
+		r.err = errCorrupt
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}

@@ -1,0 +1,292 @@
+package store
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// keyValue is what one key holds: a leaf (compact JSON that is not an object),
+// children sorted by name, or nothing at all (absent).
+type keyValue struct {
+	leaf     []byte
+	children []childValue
+}
+
+// childValue is one child of a key: its name and its compact JSON value.
+type childValue struct {
+	name string
+	data []byte
+}
+
+// keyEntry is one key of a room.
+type keyEntry struct {
+	name  string
+	value keyValue
+}
+
+// patchMember is one member of a PATCH body, resolved against the patched
+// location: Key is set for room-level patches, Child for members naming a child.
+type patchMember struct {
+	key, child string
+	keyValue   keyValue // when child == ""
+	childData  []byte   // when child != ""; nil deletes
+}
+
+func (v keyValue) absent() bool { return v.leaf == nil && len(v.children) == 0 }
+
+func (v keyValue) child(name string) []byte {
+	i, ok := slices.BinarySearchFunc(v.children, name, func(c childValue, n string) int { return strings.Compare(c.name, n) })
+	if !ok {
+		return nil
+	}
+	return v.children[i].data
+}
+
+func (v keyValue) equal(w keyValue) bool {
+	if !bytes.Equal(v.leaf, w.leaf) || len(v.children) != len(w.children) {
+		return false
+	}
+	for i := range v.children {
+		if v.children[i].name != w.children[i].name || !bytes.Equal(v.children[i].data, w.children[i].data) {
+			return false
+		}
+	}
+	return true
+}
+
+// appendJSON writes the value as JSON, "null" when absent.
+func (v keyValue) appendJSON(b []byte) []byte {
+	switch {
+	case v.leaf != nil:
+		return append(b, v.leaf...)
+	case len(v.children) == 0:
+		return append(b, "null"...)
+	}
+	b = append(b, '{')
+	for i, c := range v.children {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendMember(b, c.name, c.data)
+	}
+	return append(b, '}')
+}
+
+func (v keyValue) json() []byte { return v.appendJSON(nil) }
+
+// appendMember writes "name":data. Names are [A-Za-z0-9_-] (or key/child),
+// so they need no escaping.
+func appendMember(b []byte, name string, data []byte) []byte {
+	b = append(b, '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return append(b, data...)
+}
+
+func roomJSON(keys []keyEntry) []byte {
+	if len(keys) == 0 {
+		return []byte("null")
+	}
+	b := []byte{'{'}
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendMember(b, k.name, k.value.json())
+	}
+	return append(b, '}')
+}
+
+// parseChild normalizes a value at child level, where JSON is free-form: it is
+// compacted; null and {} mean absent (nil).
+func parseChild(raw []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(len(raw))
+	if err := json.Compact(&buf, raw); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidValue, err)
+	}
+	b := buf.Bytes()
+	if string(b) == "null" || string(b) == "{}" {
+		return nil, nil
+	}
+	return b, nil
+}
+
+// parseKey normalizes a key's value: an object becomes children (names must
+// be valid child names; null or empty members vanish), anything else a leaf.
+func parseKey(raw []byte) (keyValue, error) {
+	if !isObject(raw) {
+		leaf, err := parseChild(raw)
+		return keyValue{leaf: leaf}, err
+	}
+	members, err := objectMembers(raw, "child")
+	if err != nil {
+		return keyValue{}, err
+	}
+	var v keyValue
+	for _, name := range sortedNames(members) {
+		data, err := parseChild(members[name])
+		if err != nil {
+			return keyValue{}, err
+		}
+		if data != nil {
+			v.children = append(v.children, childValue{name: name, data: data})
+		}
+	}
+	return v, nil
+}
+
+// parseRoom normalizes a room's value: an object of keys, or null.
+func parseRoom(raw []byte) ([]keyEntry, error) {
+	if isNull(raw) {
+		return nil, nil
+	}
+	if !isObject(raw) {
+		return nil, fmt.Errorf("%w: a room's value must be an object or null", ErrInvalidValue)
+	}
+	members, err := objectMembers(raw, "key")
+	if err != nil {
+		return nil, err
+	}
+	var keys []keyEntry
+	for _, name := range sortedNames(members) {
+		v, err := parseKey(members[name])
+		if err != nil {
+			return nil, err
+		}
+		if !v.absent() {
+			keys = append(keys, keyEntry{name: name, value: v})
+		}
+	}
+	return keys, nil
+}
+
+// parsePatch normalizes a PATCH body for location at (a room or a key). It
+// returns the members sorted by name and the patch object as written to
+// watchers (normalized values, null for deletions).
+func parsePatch(at Path, raw []byte) ([]patchMember, []byte, error) {
+	if at.Depth() > 1 {
+		return nil, nil, fmt.Errorf("%w: PATCH needs a room or key location", ErrInvalidPath)
+	}
+	if !isObject(raw) {
+		return nil, nil, fmt.Errorf("%w: a PATCH body must be an object", ErrInvalidValue)
+	}
+	members, err := objectMembers(raw, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]patchMember, 0, len(members))
+	for name, v := range members {
+		m, err := parseMember(at, name, v)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, m)
+	}
+	// Sorted by key then child, a whole-key member comes right before the
+	// members naming its children, so overlaps are neighbours.
+	slices.SortFunc(out, func(a, b patchMember) int {
+		return cmp.Or(strings.Compare(a.key, b.key), strings.Compare(a.child, b.child))
+	})
+	obj := []byte{'{'}
+	for i, m := range out {
+		if i > 0 && m.key == out[i-1].key && out[i-1].child == "" {
+			return nil, nil, fmt.Errorf("%w: PATCH members %q and %q overlap", ErrInvalidPath, m.key, m.key+"/"+m.child)
+		}
+		if i > 0 {
+			obj = append(obj, ',')
+		}
+		obj = appendMember(obj, m.name(at), m.json())
+	}
+	return out, append(obj, '}'), nil
+}
+
+func parseMember(at Path, name string, raw []byte) (patchMember, error) {
+	key, child, nested := strings.Cut(name, "/")
+	if at.Depth() == 1 {
+		key, child = at.Key, name
+		nested = true
+	}
+	if !validName(key, MaxKeyName) || nested && !validName(child, MaxKeyName) {
+		return patchMember{}, fmt.Errorf("%w: PATCH member %q must name a key or key/child of %s", ErrInvalidPath, clip(name), at)
+	}
+	m := patchMember{key: key, child: child}
+	var err error
+	if nested {
+		m.childData, err = parseChild(raw)
+	} else {
+		m.keyValue, err = parseKey(raw)
+	}
+	return m, err
+}
+
+// name is the member's name as written in a PATCH of at.
+func (m patchMember) name(at Path) string {
+	switch {
+	case at.Depth() == 1:
+		return m.child
+	case m.child != "":
+		return m.key + "/" + m.child
+	}
+	return m.key
+}
+
+func (m patchMember) json() []byte {
+	if m.child != "" {
+		if m.childData == nil {
+			return []byte("null")
+		}
+		return m.childData
+	}
+	return m.keyValue.json()
+}
+
+// objectMembers decodes a JSON object's members, checking names. what is
+// "key" or "child" to check member names, "" to leave them to the caller.
+func objectMembers(raw []byte, what string) (map[string]json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidValue, err)
+	}
+	if what == "" {
+		return m, nil
+	}
+	for name := range m {
+		if !validName(name, MaxKeyName) {
+			return nil, fmt.Errorf("%w: %s name %q must match [A-Za-z0-9_-]{1,64}", ErrInvalidValue, what, clip(name))
+		}
+	}
+	return m, nil
+}
+
+func sortedNames(m map[string]json.RawMessage) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func isObject(raw []byte) bool {
+	b := trimJSONSpace(raw)
+	return len(b) > 0 && b[0] == '{'
+}
+
+func isNull(raw []byte) bool { return string(trimJSONSpace(raw)) == "null" }
+
+// trimJSONSpace trims the four whitespace characters JSON allows.
+func trimJSONSpace(b []byte) []byte { return bytes.Trim(b, " \t\r\n") }
+
+// checkText rejects bodies that are not UTF-8: JSON text must be.
+func checkText(raw []byte) error {
+	if !utf8.Valid(raw) {
+		return fmt.Errorf("%w: body is not valid UTF-8", ErrInvalidValue)
+	}
+	return nil
+}

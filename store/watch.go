@@ -1,0 +1,315 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Catch-up reads the log in pages, so no read transaction stays open long.
+const (
+	catchUpPage      = 256
+	catchUpPageBytes = 1 << 20
+	// maxQueuedBytes bounds the changes queued for one watcher, besides the
+	// count in Options.WatchQueue.
+	maxQueuedBytes = 16 << 20
+)
+
+// Watcher follows the changes of one location. Ready signals when Next may
+// have events; Next returns them in revision order, none twice. The first
+// events are a snapshot (a put of "/" whose Rev is the revision it reflects),
+// or, when resuming, the logged changes after the resume point.
+type Watcher struct {
+	s     *Store
+	at    Path
+	ready chan struct{} // holds a token while Next may have work
+
+	mu          sync.Mutex // guards the fields below; taken by publish
+	queue       []*change  // committed changes not yet taken by Next
+	queuedBytes int
+	evicted     bool
+	closed      bool
+
+	// owned by the goroutine calling Next
+	mode     watchMode
+	cursor   uint64 // revision up to which every change was handled
+	replayed bool
+}
+
+type watchMode uint8
+
+const (
+	modeSnapshot watchMode = iota // next: read a snapshot
+	modeCatchUp                   // next: read a page of the log after cursor
+	modeLive                      // next: take queued changes
+)
+
+// Watch starts watching a location. With resume set it replays the logged
+// changes after revision `after`, or, when the log cannot prove it holds
+// all of them (room deleted or re-created since, log trimmed, `after` in the
+// future), starts with a snapshot. It registers for live changes before
+// reading anything, so no commit falls between catch-up and live delivery.
+func (s *Store) Watch(at Path, after uint64, resume bool) (*Watcher, error) {
+	w := &Watcher{s: s, at: at, ready: make(chan struct{}, 1), mode: modeSnapshot}
+	if resume {
+		w.mode, w.cursor = modeCatchUp, after
+	}
+	if err := s.hub.add(w); err != nil {
+		return nil, err
+	}
+	w.signal()
+	return w, nil
+}
+
+// Ready receives when Next may have events or an error.
+func (w *Watcher) Ready() <-chan struct{} { return w.ready }
+
+// Replayed reports whether the watcher resumed from the log rather than
+// starting with a snapshot. It is valid after the first Next.
+func (w *Watcher) Replayed() bool { return w.replayed }
+
+// Next returns the events available now (possibly none). ErrEvicted means the
+// watcher fell too far behind; ErrClosed that the store is closing.
+func (w *Watcher) Next() ([]Event, error) {
+	var events []Event
+	var err error
+	switch w.mode {
+	case modeSnapshot:
+		events, err = w.snapshot()
+	case modeCatchUp:
+		events, err = w.catchUp()
+	default:
+		events, err = w.live()
+	}
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		err = ErrClosed
+	}
+	return events, err
+}
+
+// Close stops the watcher.
+func (w *Watcher) Close() {
+	w.s.hub.remove(w)
+}
+
+func (w *Watcher) signal() {
+	select {
+	case w.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Watcher) snapshot() ([]Event, error) {
+	var ev Event
+	err := w.s.db.View(func(tx *bolt.Tx) error {
+		data, _, err := readAt(tx, w.at)
+		ev = Event{Rev: tx.Bucket(bucketMeta).Sequence(), Path: "/", Data: data}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of %s: %w", w.at, err)
+	}
+	w.mode, w.cursor = modeLive, ev.Rev
+	w.signal() // changes may have queued meanwhile
+	return []Event{ev}, nil
+}
+
+// catchUp reads the next page of logged changes after the cursor, falling
+// back to a snapshot when the log cannot prove it is complete.
+func (w *Watcher) catchUp() ([]Event, error) {
+	var events []Event
+	cursor, provable, full := w.cursor, true, false
+	err := w.s.db.View(func(tx *bolt.Tx) error {
+		meta, ok, err := readMeta(tx.Bucket(bucketRooms), w.at.Room)
+		if err != nil {
+			return err
+		}
+		if !ok || cursor < meta.floor || cursor > tx.Bucket(bucketMeta).Sequence() {
+			provable = false
+			return nil
+		}
+		prefix := roomPrefix(w.at.Room)
+		c := tx.Bucket(bucketLog).Cursor()
+		n, size := 0, 0
+		for k, v := c.Seek(logKey(w.at.Room, cursor+1)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if n == catchUpPage || size > catchUpPageBytes {
+				full = true
+				break
+			}
+			rev := binary.BigEndian.Uint64(k[len(prefix):])
+			ch, err := decodeChange(w.at.Room, rev, v)
+			if err != nil {
+				return err
+			}
+			if ev, ok := ch.eventFor(w.at); ok {
+				events = append(events, ev)
+			}
+			cursor = rev
+			n, size = n+1, size+len(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catch up %s after %d: %w", w.at, w.cursor, err)
+	}
+	if !provable {
+		return w.snapshot()
+	}
+	w.replayed = true
+	w.cursor = cursor
+	if !full {
+		// Everything committed before this read is delivered; everything
+		// after it was queued, since the watcher registered first.
+		w.mode = modeLive
+	}
+	w.signal()
+	return events, nil
+}
+
+func (w *Watcher) live() ([]Event, error) {
+	w.mu.Lock()
+	queue := w.queue
+	w.queue, w.queuedBytes = nil, 0
+	evicted, closed := w.evicted, w.closed
+	w.mu.Unlock()
+	switch {
+	case closed:
+		return nil, ErrClosed
+	case evicted:
+		return nil, ErrEvicted
+	}
+	var events []Event
+	for _, c := range queue {
+		if c.rev <= w.cursor {
+			continue
+		}
+		w.cursor = c.rev
+		if ev, ok := c.eventFor(w.at); ok {
+			events = append(events, ev)
+		}
+	}
+	return events, nil
+}
+
+// offer queues a committed change; a watcher whose queue is full is evicted
+// instead, so it never holds up the writer.
+func (w *Watcher) offer(c *change, limit int) {
+	if !w.at.contains(c.at) && !c.at.contains(w.at) {
+		return // another branch of the room
+	}
+	w.mu.Lock()
+	switch {
+	case w.evicted || w.closed:
+	case len(w.queue) >= limit || w.queuedBytes >= maxQueuedBytes:
+		w.evicted, w.queue, w.queuedBytes = true, nil, 0
+	default:
+		w.queue = append(w.queue, c)
+		w.queuedBytes += c.size()
+	}
+	w.mu.Unlock()
+	w.signal()
+}
+
+// hub holds the watchers of each room.
+type hub struct {
+	queueLimit int // static
+
+	mu       sync.Mutex
+	rooms    map[string]map[*Watcher]struct{}
+	lastLeft map[string]time.Time // when a room's last watcher left, for its TTL
+	watchers int
+	closed   bool
+}
+
+func newHub(queueLimit int) *hub {
+	return &hub{queueLimit: queueLimit, rooms: make(map[string]map[*Watcher]struct{}), lastLeft: make(map[string]time.Time)}
+}
+
+func (h *hub) add(w *Watcher) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return ErrClosed
+	}
+	ws := h.rooms[w.at.Room]
+	if ws == nil {
+		ws = make(map[*Watcher]struct{})
+		h.rooms[w.at.Room] = ws
+	}
+	ws[w] = struct{}{}
+	h.watchers++
+	return nil
+}
+
+func (h *hub) remove(w *Watcher) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ws := h.rooms[w.at.Room]
+	if _, ok := ws[w]; !ok {
+		return
+	}
+	delete(ws, w)
+	h.watchers--
+	if len(ws) == 0 {
+		delete(h.rooms, w.at.Room)
+		h.lastLeft[w.at.Room] = time.Now()
+	}
+	w.mu.Lock()
+	w.closed, w.queue = true, nil
+	w.mu.Unlock()
+}
+
+// publish hands committed changes, in revision order, to their watchers.
+func (h *hub) publish(changes []*change) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range changes {
+		for w := range h.rooms[c.at.Room] {
+			w.offer(c, h.queueLimit)
+		}
+	}
+}
+
+func (h *hub) watching(room string) (bool, time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.rooms[room]) > 0, h.lastLeft[room]
+}
+
+// forgetLeftBefore drops departure times that no longer delay any expiry.
+func (h *hub) forgetLeftBefore(t time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for room, left := range h.lastLeft {
+		if left.Before(t) {
+			delete(h.lastLeft, room)
+		}
+	}
+}
+
+func (h *hub) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.watchers
+}
+
+// close ends every watcher with ErrClosed.
+func (h *hub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for _, ws := range h.rooms {
+		for w := range ws {
+			w.mu.Lock()
+			w.closed = true
+			w.mu.Unlock()
+			w.signal()
+		}
+	}
+}

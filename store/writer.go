@@ -1,0 +1,117 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+type opKind uint8
+
+const (
+	opPut   opKind = iota // PUT and DELETE
+	opPush                // POST
+	opPatch               // PATCH
+	opSweep               // delete expired rooms
+)
+
+// op is one queued write. The caller fills the request fields; the writer
+// fills res and err, then closes done.
+type op struct {
+	kind opKind
+	at   Path
+	cond Cond
+
+	room      []keyEntry    // opPut of a room
+	key       keyValue      // opPut of a key
+	child     []byte        // opPut of a child, opPush
+	members   []patchMember // opPatch
+	patchJSON []byte        // opPatch
+
+	done chan struct{}
+	res  Result
+	err  error
+	more bool // opSweep: more rooms are due
+}
+
+// write is the writer goroutine: it takes everything queued (up to maxGroup),
+// applies it in one transaction, commits, replies to each caller, then hands
+// the committed changes to watchers in revision order.
+func (s *Store) write() {
+	defer close(s.writerDone)
+	batch := make([]*op, 0, maxGroup)
+	for first := range s.ops {
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < maxGroup {
+			select {
+			case o, ok := <-s.ops:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+func (s *Store) commit(batch []*op) {
+	start := time.Now()
+	var t *txn
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		t = s.newTxn(tx, start)
+		for _, o := range batch {
+			o.res, o.err = t.run(o)
+			if o.err != nil && !isOpError(o.err) {
+				return o.err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		err = storageError(err)
+		s.opts.Logger.Error("commit failed", "ops", len(batch), "err", err)
+		for _, o := range batch {
+			o.res, o.err, o.more = Result{}, err, false
+			close(o.done)
+		}
+	} else {
+		if n := len(t.changes); n > 0 {
+			s.rev.Store(t.changes[n-1].rev)
+		}
+		s.rooms.Add(t.roomsDelta)
+		s.expired.Add(t.expired)
+		for _, o := range batch {
+			close(o.done)
+		}
+		s.hub.publish(t.changes)
+	}
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(len(batch), time.Since(start), err)
+	}
+}
+
+// isOpError tells a write's own failure (it changed nothing and the group
+// goes on) from a storage failure that aborts the whole group.
+func isOpError(err error) bool {
+	for _, e := range []error{ErrConditionFailed, ErrInvalidPath, ErrInvalidValue, ErrValueTooLarge,
+		ErrTooManyKeys, ErrTooManyChildren, ErrRoomTooLarge} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func storageError(err error) error {
+	if errors.Is(err, berrors.ErrMaxSizeReached) {
+		return fmt.Errorf("%w: %v", ErrDatabaseFull, err)
+	}
+	return fmt.Errorf("commit: %w", err)
+}
