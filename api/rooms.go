@@ -1,0 +1,153 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/sigbase/sigbase/store"
+)
+
+// handleRead answers GET of a location, or starts a watch.
+func handleRead(st *store.Store, cfg Config, gate *streamGate) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		at, err := location(c)
+		if err != nil {
+			return err
+		}
+		if wantsStream(c.Request()) {
+			return watch(c, st, cfg, gate, at)
+		}
+		v, err := st.Get(at)
+		if err != nil {
+			return err
+		}
+		c.Response().Header().Set("ETag", etag(v.Rev))
+		return writeJSON(c, http.StatusOK, v.Data)
+	}
+}
+
+func handlePut(st *store.Store, cfg Config) echo.HandlerFunc {
+	return writeHandler(cfg, "put", func(c echo.Context, at store.Path, body []byte, cond store.Cond) (store.Result, error) {
+		return st.Put(c.Request().Context(), at, body, cond)
+	})
+}
+
+func handleDelete(st *store.Store, cfg Config) echo.HandlerFunc {
+	return writeHandler(cfg, "delete", func(c echo.Context, at store.Path, _ []byte, cond store.Cond) (store.Result, error) {
+		return st.Delete(c.Request().Context(), at, cond)
+	})
+}
+
+func handlePush(st *store.Store, cfg Config) echo.HandlerFunc {
+	return writeHandler(cfg, "push", func(c echo.Context, at store.Path, body []byte, cond store.Cond) (store.Result, error) {
+		res, err := st.Push(c.Request().Context(), at, body, cond)
+		res.Value, _ = json.Marshal(map[string]string{"name": res.Name})
+		return res, err
+	})
+}
+
+func handlePatch(st *store.Store, cfg Config) echo.HandlerFunc {
+	return writeHandler(cfg, "patch", func(c echo.Context, at store.Path, body []byte, cond store.Cond) (store.Result, error) {
+		return st.Patch(c.Request().Context(), at, body, cond)
+	})
+}
+
+type writeFunc func(c echo.Context, at store.Path, body []byte, cond store.Cond) (store.Result, error)
+
+// writeHandler does what every write shares: location, If-Match, the body
+// under its limit, metrics, and the response (ETag; print=silent).
+func writeHandler(cfg Config, op string, write writeFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		at, err := location(c)
+		if err != nil {
+			return err
+		}
+		cond, err := ifMatch(c.Request().Header.Get("If-Match"))
+		if err != nil {
+			return err
+		}
+		body, err := readBody(c, cfg.MaxBody)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		res, err := write(c, at, body, cond)
+		cfg.Metrics.observeWrite(op, err, time.Since(start))
+		if err != nil {
+			return err
+		}
+		c.Response().Header().Set("ETag", etag(res.ETag))
+		if c.QueryParam("print") == "silent" {
+			return c.NoContent(http.StatusNoContent)
+		}
+		return writeJSON(c, http.StatusOK, res.Value)
+	}
+}
+
+func handleTooDeep() echo.HandlerFunc {
+	return func(echo.Context) error {
+		return badRequest("invalid path: locations go at most three levels deep: /rooms/{room}/{key}/{child}")
+	}
+}
+
+func handleRoomsRoot() echo.HandlerFunc {
+	return func(echo.Context) error {
+		return &apiError{status: http.StatusForbidden, msg: "rooms are not listed: address a room by name"}
+	}
+}
+
+func location(c echo.Context) (store.Path, error) {
+	return store.NewPath(c.Param("room"), c.Param("key"), c.Param("child"))
+}
+
+// readBody reads the whole body under the limit; over it is a 413.
+func readBody(c echo.Context, limit int64) ([]byte, error) {
+	r := c.Request()
+	if r.ContentLength > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	return io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, limit))
+}
+
+// ifMatch parses If-Match: "<rev>" or <rev>, or null_etag, quotes optional.
+func ifMatch(h string) (store.Cond, error) {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return store.Cond{}, nil
+	}
+	v := strings.TrimSuffix(strings.TrimPrefix(h, `"`), `"`)
+	if v == "null_etag" {
+		return store.Cond{Set: true}, nil
+	}
+	rev, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || rev == 0 {
+		return store.Cond{}, badRequest(`malformed If-Match: want "<revision>" or null_etag`)
+	}
+	return store.Cond{Set: true, Rev: rev}, nil
+}
+
+// etag is the ETag header of a revision, "null_etag" when nothing is stored.
+func etag(rev uint64) string {
+	if rev == 0 {
+		return `"null_etag"`
+	}
+	return `"` + strconv.FormatUint(rev, 10) + `"`
+}
+
+// writeJSON writes a JSON body, indented with print=pretty.
+func writeJSON(c echo.Context, status int, data []byte) error {
+	if c.QueryParam("print") == "pretty" {
+		var buf bytes.Buffer
+		if json.Indent(&buf, data, "", "  ") == nil {
+			data = append(buf.Bytes(), '\n')
+		}
+	}
+	return c.Blob(status, contentTypeJSON, data)
+}

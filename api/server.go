@@ -1,0 +1,155 @@
+// Package api serves sigbase's wire contract (shared/API.md) over HTTP with
+// echo: the rooms REST API, watches as Server-Sent Events, CORS, metrics,
+// health, the demo page and the browser client.
+package api
+
+import (
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/sigbase/sigbase/store"
+)
+
+// Config is everything the HTTP layer needs besides the store. Zero fields
+// take the defaults named beside them.
+type Config struct {
+	MaxBody int64 // request body limit in bytes: 64 KiB
+
+	CORSOrigins []string // allowed origins: ["*"]
+
+	KeepAlive    time.Duration // keep-alive after this much stream silence: 15 s
+	Retry        time.Duration // the retry: hint to browsers: 1 s
+	WriteTimeout time.Duration // one stream write may take this long: 10 s
+
+	MaxStreams        int // open streams in total: 10,000
+	MaxStreamsPerIP   int // open streams per client IP: 1,000
+	MaxStreamsPerRoom int // open streams per room: 1,000
+
+	// TrustedProxies are the peers whose X-Forwarded-For names the client.
+	// Empty: the client is the direct peer.
+	TrustedProxies []netip.Prefix
+
+	ICE   ICEConfig // answers GET /ice-servers
+	Files fs.FS     // client-js: index.html at /, the rest under /client/
+
+	Logger  *slog.Logger
+	Metrics *Metrics // nil: a private set, still served at /metrics
+	// Shutdown is closed when the server shuts down: every stream sends
+	// cancel and ends, and /readyz answers 503.
+	Shutdown <-chan struct{}
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxBody <= 0 {
+		c.MaxBody = 64 << 10
+	}
+	if len(c.CORSOrigins) == 0 {
+		c.CORSOrigins = []string{"*"}
+	}
+	dur := func(d *time.Duration, def time.Duration) {
+		if *d <= 0 {
+			*d = def
+		}
+	}
+	dur(&c.KeepAlive, 15*time.Second)
+	dur(&c.Retry, time.Second)
+	dur(&c.WriteTimeout, 10*time.Second)
+	num := func(n *int, def int) {
+		if *n <= 0 {
+			*n = def
+		}
+	}
+	num(&c.MaxStreams, 10000)
+	num(&c.MaxStreamsPerIP, 1000)
+	num(&c.MaxStreamsPerRoom, 1000)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics()
+	}
+	if c.Shutdown == nil {
+		c.Shutdown = make(chan struct{})
+	}
+	if c.Files == nil {
+		c.Files = emptyFS{}
+	}
+	return c
+}
+
+// NewServer builds the HTTP handler over a store.
+func NewServer(st *store.Store, cfg Config) http.Handler {
+	cfg = cfg.withDefaults()
+	cfg.Metrics.watchStore(st)
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.Logger.SetOutput(discard{})
+	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
+	e.Pre(stripJSONSuffix, cors(cfg.CORSOrigins))
+	e.Use(
+		middleware.RequestID(),
+		requestLogger(cfg.Logger),
+		middleware.RecoverWithConfig(middleware.RecoverConfig{
+			LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+				cfg.Logger.Error("panic", "err", err, "path", c.Request().URL.Path, "stack", string(stack))
+				return err
+			},
+		}),
+	)
+	routes(e, st, cfg)
+	return e
+}
+
+// stripJSONSuffix makes /rooms/r1/offer.json the same as /rooms/r1/offer,
+// and drops trailing slashes: names contain neither '.' nor '/'.
+func stripJSONSuffix(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		u := c.Request().URL
+		for _, p := range []*string{&u.Path, &u.RawPath} {
+			if !strings.HasPrefix(*p, "/rooms") {
+				continue
+			}
+			*p = strings.TrimSuffix(*p, ".json")
+			if len(*p) > 1 {
+				*p = strings.TrimRight(*p, "/")
+			}
+		}
+		return next(c)
+	}
+}
+
+// ipExtractor picks the client address for limits: the direct peer, or the
+// X-Forwarded-For entry left by the nearest trusted proxy.
+func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range trusted {
+		opts = append(opts, echo.TrustIPRange(prefixNet(p)))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+func prefixNet(p netip.Prefix) *net.IPNet {
+	p = p.Masked()
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// emptyFS stands in when no client files are given.
+type emptyFS struct{}
+
+func (emptyFS) Open(string) (fs.File, error) { return nil, fs.ErrNotExist }

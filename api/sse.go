@@ -1,0 +1,69 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+
+	"github.com/sigbase/sigbase/store"
+)
+
+// The Server-Sent Events encoder. Frames are appended to a buffer that the
+// stream writes and flushes at once. An event with an id always names it:
+// an empty "id:" line would reset the browser's Last-Event-ID.
+
+// appendRetry writes the reconnect delay the browser should use.
+func appendRetry(b []byte, ms int64) []byte {
+	b = append(b, "retry: "...)
+	b = strconv.AppendInt(b, ms, 10)
+	return append(b, "\n\n"...)
+}
+
+// appendChange writes a put or patch event: {"path":...,"data":...}.
+func appendChange(b []byte, ev store.Event) []byte {
+	b = append(b, "id: "...)
+	b = strconv.AppendUint(b, ev.Rev, 10)
+	if ev.Patch {
+		b = append(b, "\nevent: patch\n"...)
+	} else {
+		b = append(b, "\nevent: put\n"...)
+	}
+	b = append(b, `data: {"path":`...)
+	b = strconv.AppendQuote(b, ev.Path) // paths are [A-Za-z0-9_/-]: no escapes
+	b = append(b, `,"data":`...)
+	b = appendDataLines(b, ev.Data)
+	return append(b, "}\n\n"...)
+}
+
+// appendControl writes an event without id: keep-alive (data null), cancel
+// and auth_revoked (data: the reason as a JSON string).
+func appendControl(b []byte, event string, reason string) []byte {
+	b = append(b, "event: "...)
+	b = append(b, event...)
+	b = append(b, "\ndata: "...)
+	if reason == "" {
+		b = append(b, "null"...)
+	} else {
+		q, _ := json.Marshal(reason)
+		b = append(b, q...)
+	}
+	return append(b, "\n\n"...)
+}
+
+// appendDataLines continues a data field with JSON. Stored JSON is compact
+// and so has no line breaks; should one appear, it starts a new data line,
+// which the reader joins back with "\n".
+func appendDataLines(b []byte, data []byte) []byte {
+	for {
+		i := bytes.IndexAny(data, "\r\n")
+		if i < 0 {
+			return append(b, data...)
+		}
+		b = append(b, data[:i]...)
+		b = append(b, "\ndata: "...)
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
+	}
+}

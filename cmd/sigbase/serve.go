@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sigbase/sigbase/api"
+	clientjs "github.com/sigbase/sigbase/client-js"
+	"github.com/sigbase/sigbase/store"
+)
+
+// serveConfig is everything `sigbase serve` is told by flags and environment.
+type serveConfig struct {
+	addr            string
+	data            string
+	shutdownTimeout time.Duration
+	logLevel        string
+	logFormat       string
+	store           store.Options
+	api             api.Config
+	corsOrigins     listFlag
+	stun, turn      listFlag
+	maxBody         sizeFlag
+	maxRoomBytes    sizeFlag
+	maxDBSize       sizeFlag
+}
+
+func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (*serveConfig, error) {
+	c := &serveConfig{corsOrigins: listFlag{items: []string{"*"}}, maxBody: 64 << 10, maxRoomBytes: 1 << 20, maxDBSize: 1 << 30}
+	fs := flag.NewFlagSet("sigbase serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "listen address (host:port; port 0 picks a free one)")
+	fs.StringVar(&c.data, "data", "sigbase.db", "database file")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for requests to finish")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug (logs every request), info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&c.store.RoomTTL, "room-ttl", time.Hour, "delete a room this long after its last write or watcher")
+	fs.Var(&c.maxBody, "max-body", "request body limit (e.g. 64KiB)")
+	fs.IntVar(&c.store.Limits.MaxKeys, "max-keys", 256, "keys per room")
+	fs.IntVar(&c.store.Limits.MaxChildren, "max-children", 1000, "children per key")
+	fs.Var(&c.maxRoomBytes, "max-room-bytes", "stored bytes per room (e.g. 1MiB)")
+	fs.IntVar(&c.store.Limits.MaxLogEntries, "max-log-entries", 1000, "change-log entries kept per room for resume")
+	fs.Var(&c.maxDBSize, "max-db-size", "database file size limit (e.g. 1GiB)")
+	fs.IntVar(&c.store.WatchQueue, "watch-queue", 1024, "changes queued for one watcher before it is dropped as too slow")
+	fs.Var(&c.corsOrigins, "cors-origins", "allowed CORS origins, comma-separated, or *")
+	fs.DurationVar(&c.api.KeepAlive, "keepalive", 15*time.Second, "send keep-alive after this much stream silence")
+	fs.IntVar(&c.api.MaxStreams, "max-streams", 10000, "open streams in total (capped by the open-files limit)")
+	fs.IntVar(&c.api.MaxStreamsPerIP, "max-streams-per-ip", 1000, "open streams per client IP")
+	fs.IntVar(&c.api.MaxStreamsPerRoom, "max-streams-per-room", 1000, "open streams per room")
+	fs.Var(&c.stun, "stun", "STUN URLs for /ice-servers, comma-separated (e.g. stun:stun.example.org:3478)")
+	fs.Var(&c.turn, "turn", "TURN URLs for /ice-servers, comma-separated (e.g. turn:turn.example.org:3478?transport=udp)")
+	fs.StringVar(&c.api.ICE.TURNSecret, "turn-secret", "", "TURN REST shared secret (coturn static-auth-secret)")
+	fs.DurationVar(&c.api.ICE.TURNTTL, "turn-ttl", time.Hour, "lifetime of minted TURN credentials")
+	if err := envFallback(fs, args, getenv); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	c.api.MaxBody = int64(c.maxBody)
+	c.store.Limits.MaxValueBytes = int(c.maxBody)
+	c.store.Limits.MaxRoomBytes = int(c.maxRoomBytes)
+	c.store.MaxSize = int(c.maxDBSize)
+	c.api.CORSOrigins = c.corsOrigins.items
+	c.api.ICE.STUN, c.api.ICE.TURN = c.stun.items, c.turn.items
+	return c, nil
+}
+
+func newLogger(c *serveConfig, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: want text or json, got %q", c.logFormat)
+}
+
+// serve runs the server until ctx ends or SIGINT/SIGTERM arrives, then
+// shuts down: streams get cancel, in-flight writes finish, the store closes
+// last, so no acknowledged write is lost.
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	c, err := parseServeFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(c, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if limit := raiseOpenFiles(); limit > 0 && c.api.MaxStreams > limit-256 {
+		c.api.MaxStreams = max(1, limit-256)
+		log.Info("max streams capped by the open-files limit", "max_streams", c.api.MaxStreams)
+	}
+	metrics := api.NewMetrics()
+	c.store.Logger = log
+	c.store.OnCommit = metrics.ObserveCommit
+	st, err := store.Open(c.data, c.store)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		st.Close()
+		return err
+	}
+	shutdown := make(chan struct{})
+	c.api.Logger, c.api.Metrics, c.api.Shutdown, c.api.Files = log, metrics, shutdown, clientjs.FS()
+	srv := &http.Server{
+		Handler:           api.NewServer(st, c.api),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      15 * time.Second, // streams replace it with a deadline per write
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	srv.RegisterOnShutdown(func() { close(shutdown) })
+	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+	log.Info("serving", "addr", ln.Addr().String(), "data", c.data, "version", version())
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+		log.Info("shutting down")
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.shutdownTimeout)
+		if err = srv.Shutdown(sctx); err != nil {
+			log.Warn("shutdown timed out; closing connections", "err", err)
+			srv.Close()
+		}
+		cancel()
+		<-served
+		err = nil
+	}
+	if cerr := st.Close(); cerr != nil && !errors.Is(cerr, store.ErrClosed) {
+		err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// raiseOpenFiles lifts the soft open-files limit to the hard one and returns
+// it (0 if unknown): each stream is a file descriptor.
+func raiseOpenFiles() int {
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) != nil {
+		return 0
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+	if lim.Cur > 1<<30 {
+		return 1 << 30
+	}
+	return int(lim.Cur)
+}
+
+func version() string { return strings.TrimSpace(buildVersion) }
+
+// buildVersion is set with -ldflags "-X main.buildVersion=v1.2.3".
+var buildVersion = "dev"
