@@ -42,6 +42,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "listen address (host:port; port 0 picks a free one)")
 	fs.StringVar(&c.data, "data", "sigbase.db", "database file")
+	fs.DurationVar(&c.store.OpenTimeout, "open-timeout", 5*time.Second, "how long to wait for another process to release the database file")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for requests to finish")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug (logs every request), info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")

@@ -1,0 +1,314 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sigbase/sigbase/store"
+)
+
+func TestWritesAndReadsFollowTheContract(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, Config{}, store.Options{})
+
+	res := ts.mustDo(200, "PUT", "/rooms/r1/offer.json", `{"type":"offer","sdp":"v=0\r\n"}`)
+	jsonEqual(t, res.body, `{"type":"offer","sdp":"v=0\r\n"}`)
+	if got := res.header.Get("ETag"); got != `"1"` {
+		t.Fatalf("PUT ETag = %s, want \"1\"", got)
+	}
+	if got := res.header.Get("Content-Type"); got != "application/json; charset=utf-8" {
+		t.Fatalf("Content-Type = %q", got)
+	}
+
+	res = ts.mustDo(200, "POST", "/rooms/r1/callerCandidates", `{"candidate":"c1"}`)
+	var name string
+	if _, err := fmt.Sscanf(res.body, `{"name":%q}`, &name); err != nil || len(name) != 20 {
+		t.Fatalf("POST body %s: want {\"name\":<20-char push id>}", res.body)
+	}
+	if got := res.header.Get("ETag"); got != `"2"` {
+		t.Fatalf("POST ETag = %s, want \"2\" (the key's)", got)
+	}
+
+	res = ts.mustDo(200, "PATCH", "/rooms/r1", `{"answer":{"type":"answer"},"calleeCandidates/x1":{"candidate":"c2"}}`)
+	jsonEqual(t, res.body, `{"answer":{"type":"answer"},"calleeCandidates/x1":{"candidate":"c2"}}`)
+
+	res = ts.mustDo(200, "GET", "/rooms/r1", "")
+	jsonEqual(t, res.body, `{"offer":{"type":"offer","sdp":"v=0\r\n"},"callerCandidates":{"`+name+`":{"candidate":"c1"}},
+		"answer":{"type":"answer"},"calleeCandidates":{"x1":{"candidate":"c2"}}}`)
+	if got := res.header.Get("ETag"); got != `"3"` {
+		t.Fatalf("room ETag = %s, want \"3\"", got)
+	}
+	if got := ts.mustDo(200, "GET", "/rooms/r1/offer", "").header.Get("ETag"); got != `"1"` {
+		t.Fatalf("offer ETag = %s, want \"1\": the last change at or below it", got)
+	}
+	res = ts.mustDo(200, "GET", "/rooms/r1/calleeCandidates/x1.json", "")
+	jsonEqual(t, res.body, `{"candidate":"c2"}`)
+
+	res = ts.mustDo(200, "GET", "/rooms/r1/offer?print=pretty", "")
+	if !strings.Contains(res.body, "\n  \"sdp\": ") {
+		t.Fatalf("print=pretty body %q is not indented", res.body)
+	}
+	res = ts.mustDo(204, "PUT", "/rooms/r1/note?print=silent", `"hi"`)
+	if res.body != "" || res.header.Get("ETag") != `"4"` {
+		t.Fatalf("print=silent: body %q ETag %s, want empty and \"4\"", res.body, res.header.Get("ETag"))
+	}
+
+	res = ts.mustDo(200, "DELETE", "/rooms/r1/offer", "")
+	if res.body != "null" || res.header.Get("ETag") != `"null_etag"` {
+		t.Fatalf("DELETE: body %q ETag %s, want null and \"null_etag\"", res.body, res.header.Get("ETag"))
+	}
+	res = ts.mustDo(200, "GET", "/rooms/r1/offer", "")
+	if res.body != "null" || res.header.Get("ETag") != `"null_etag"` {
+		t.Fatalf("GET deleted: body %q ETag %s", res.body, res.header.Get("ETag"))
+	}
+	ts.mustDo(200, "PUT", "/rooms/r1/answer", `{}`) // an empty object deletes
+	ts.mustDo(200, "DELETE", "/rooms/r1", "")
+	if res := ts.mustDo(200, "GET", "/rooms/r1", ""); res.body != "null" {
+		t.Fatalf("deleted room reads %s", res.body)
+	}
+	ts.mustDo(200, "PUT", "/rooms/r2", "null") // a room takes null too
+}
+
+func TestConditionalWrites(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, Config{}, store.Options{})
+	ts.mustDo(200, "PUT", "/rooms/r/offer", `"o1"`, "If-Match", "null_etag")
+	res := ts.mustDo(412, "PUT", "/rooms/r/offer", `"o2"`, "If-Match", `"null_etag"`)
+	if res.body != `"o1"` || res.header.Get("ETag") != `"1"` {
+		t.Fatalf("412: body %s ETag %s, want the current value and its ETag", res.body, res.header.Get("ETag"))
+	}
+	ts.mustDo(200, "PUT", "/rooms/r/offer", `"o2"`, "If-Match", `"1"`)
+	ts.mustDo(200, "PUT", "/rooms/r/offer", `"o3"`, "If-Match", `2`) // quotes optional
+	ts.mustDo(412, "PATCH", "/rooms/r", `{"x":1}`, "If-Match", `"2"`) // the room moved to 3
+	ts.mustDo(412, "POST", "/rooms/r/c", `1`, "If-Match", `"7"`)
+	res = ts.mustDo(412, "DELETE", "/rooms/r/nothing", "", "If-Match", `"3"`)
+	if res.body != "null" || res.header.Get("ETag") != `"null_etag"` {
+		t.Fatalf("412 on an absent location: body %s ETag %s", res.body, res.header.Get("ETag"))
+	}
+	ts.mustDo(200, "DELETE", "/rooms/r", "", "If-Match", `"3"`)
+}
+
+// Every 4xx leaves the stored data and the revision exactly as they were.
+func TestErrorsChangeNothing(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, Config{MaxBody: 1024}, store.Options{Limits: store.Limits{MaxKeys: 2, MaxChildren: 2, MaxRoomBytes: 3000}})
+	ts.mustDo(200, "PUT", "/rooms/r1", `{"offer":"o","cands":{"a":1,"b":2}}`)
+	before := ts.mustDo(200, "GET", "/rooms/r1", "").body
+	rev := ts.st.Stats().Revision
+	long := strings.Repeat("x", 65)
+	rows := []struct {
+		method, path, body string
+		headers            []string
+		status             int
+		msg                string
+	}{
+		{"PUT", "/rooms/bad.name/k", `1`, nil, 400, "room name"},
+		{"PUT", "/rooms/" + strings.Repeat("r", 129), `{}`, nil, 400, "room name"},
+		{"PUT", "/rooms/r1/" + long, `1`, nil, 400, "key name"},
+		{"PUT", "/rooms/r1/k/" + long, `1`, nil, 400, "child name"},
+		{"PUT", "/rooms/r1/a%2Fb", `1`, nil, 400, "key name"},
+		{"PUT", "/rooms/r1/k/c/d", `1`, nil, 400, "three levels"},
+		{"GET", "/rooms/r1/k/c/d/e", ``, nil, 400, "three levels"},
+		{"PUT", "/rooms/r1/k", `{"a":`, nil, 400, "invalid value"},
+		{"PUT", "/rooms/r1/k", ``, nil, 400, "invalid value"},
+		{"PUT", "/rooms/r1/k", `1 2`, nil, 400, "invalid value"},
+		{"PUT", "/rooms/r1/k", "\"\xff\"", nil, 400, "UTF-8"},
+		{"PUT", "/rooms/r1", `[1]`, nil, 400, "object or null"},
+		{"PUT", "/rooms/r1/k", `{"bad name":1}`, nil, 400, "child name"},
+		{"PUT", "/rooms/r1", `{"k":{"x.y":1}}`, nil, 400, "child name"},
+		{"PATCH", "/rooms/r1", `"x"`, nil, 400, "must be an object"},
+		{"PATCH", "/rooms/r1", `{"a/b/c":1}`, nil, 400, "PATCH member"},
+		{"PATCH", "/rooms/r1", `{"a":1,"a/b":2}`, nil, 400, "overlap"},
+		{"PATCH", "/rooms/r1/k", `{"a/b":1}`, nil, 400, "PATCH member"},
+		{"GET", "/rooms", ``, nil, 403, "not listed"},
+		{"PUT", "/rooms/", `{}`, nil, 403, "not listed"},
+		{"DELETE", "/rooms.json", ``, nil, 403, "not listed"},
+		{"GET", "/nowhere", ``, nil, 404, "Not Found"},
+		{"POST", "/rooms/r1", `1`, nil, 405, "Method Not Allowed"},
+		{"PATCH", "/rooms/r1/k/c", `{}`, nil, 405, "Method Not Allowed"},
+		{"PUT", "/rooms/r1/offer", `"p"`, []string{"If-Match", `"9"`}, 412, ""},
+		{"PUT", "/rooms/r1/offer", `"p"`, []string{"If-Match", `W/"x"`}, 400, "If-Match"},
+		{"PUT", "/rooms/r1/k", `"` + strings.Repeat("x", 2000) + `"`, nil, 413, "1024"},
+		{"PUT", "/rooms/r1/k1", `1`, nil, 429, "keys"},
+		{"POST", "/rooms/r1/cands", `3`, nil, 429, "children"},
+	}
+	for _, row := range rows {
+		res := ts.do(row.method, row.path, row.body, row.headers...)
+		if res.status != row.status {
+			t.Errorf("%s %s %.40s: got %d %s, want %d", row.method, row.path, row.body, res.status, res.body, row.status)
+			continue
+		}
+		if res.header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("%s %s: error without Access-Control-Allow-Origin", row.method, row.path)
+		}
+		if row.status == 429 && res.header.Get("Retry-After") == "" {
+			t.Errorf("%s %s: 429 without Retry-After", row.method, row.path)
+		}
+		if row.msg != "" && (!strings.HasPrefix(res.body, `{"error":"`) || !strings.Contains(res.body, row.msg)) {
+			t.Errorf("%s %s: body %s, want {\"error\": ...%s...}", row.method, row.path, res.body, row.msg)
+		}
+		if got := ts.st.Stats().Revision; got != rev {
+			t.Errorf("%s %s moved the revision from %d to %d", row.method, row.path, rev, got)
+		}
+		if got := ts.mustDo(200, "GET", "/rooms/r1", "").body; got != before {
+			t.Errorf("%s %s changed the room: %s", row.method, row.path, got)
+		}
+	}
+	big := `"` + strings.Repeat("y", 1000) + `"`
+	ts.mustDo(200, "PUT", "/rooms/r1/offer", big)
+	ts.mustDo(200, "PUT", "/rooms/r1/cands/a", big)
+	rev, before = ts.st.Stats().Revision, ts.mustDo(200, "GET", "/rooms/r1", "").body
+	res := ts.do("PUT", "/rooms/r1/cands/b", big)
+	if res.status != 429 || !strings.Contains(res.body, "bytes") || res.header.Get("Retry-After") == "" {
+		t.Fatalf("room over its byte quota: got %d %s, want 429 about bytes with Retry-After", res.status, res.body)
+	}
+	if ts.st.Stats().Revision != rev || ts.mustDo(200, "GET", "/rooms/r1", "").body != before {
+		t.Fatal("a refused write changed the room")
+	}
+	ts.mustDo(200, "PUT", "/rooms/r1/cands/b", `2`) // shrinking is always allowed
+}
+
+func TestShutdownAnswers503(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, Config{}, store.Options{})
+	ts.mustDo(200, "GET", "/readyz", "")
+	close(ts.shutdown)
+	ts.st.Close()
+	res := ts.do("PUT", "/rooms/r/k", `1`)
+	if res.status != 503 || !strings.Contains(res.body, "closed") {
+		t.Fatalf("write after close: %d %s, want 503", res.status, res.body)
+	}
+	if res := ts.do("GET", "/readyz", ""); res.status != 503 {
+		t.Fatalf("/readyz while shutting down: %d, want 503", res.status)
+	}
+	ts.mustDo(200, "GET", "/healthz", "")
+}
+
+func TestCORS(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, Config{}, store.Options{})
+	res := ts.mustDo(204, "OPTIONS", "/rooms/r1/offer", "", "Origin", "https://app.example", "Access-Control-Request-Method", "PUT",
+		"Access-Control-Request-Headers", "content-type,if-match")
+	for h, want := range map[string]string{
+		"Access-Control-Allow-Origin":  "*",
+		"Access-Control-Allow-Methods": "PATCH",
+		"Access-Control-Allow-Headers": "If-Match",
+	} {
+		if !strings.Contains(res.header.Get(h), want) {
+			t.Errorf("preflight %s = %q, want it to contain %q", h, res.header.Get(h), want)
+		}
+	}
+	for _, h := range []string{"Authorization", "Last-Event-ID", "Content-Type"} {
+		if !strings.Contains(res.header.Get("Access-Control-Allow-Headers"), h) {
+			t.Errorf("preflight does not allow %s", h)
+		}
+	}
+	ts.mustDo(204, "OPTIONS", "/rooms", "", "Origin", "https://app.example", "Access-Control-Request-Method", "GET")
+	res = ts.mustDo(200, "GET", "/rooms/r1", "", "Origin", "https://app.example")
+	if res.header.Get("Access-Control-Expose-Headers") != "ETag" {
+		t.Errorf("ETag is not exposed: %q", res.header.Get("Access-Control-Expose-Headers"))
+	}
+
+	ts = newTestServer(t, Config{CORSOrigins: []string{"https://good.example"}}, store.Options{})
+	if got := ts.mustDo(200, "GET", "/rooms/r1", "", "Origin", "https://good.example").header.Get("Access-Control-Allow-Origin"); got != "https://good.example" {
+		t.Errorf("allowed origin: ACAO %q", got)
+	}
+	if got := ts.mustDo(404, "GET", "/x", "", "Origin", "https://good.example").header.Get("Access-Control-Allow-Origin"); got != "https://good.example" {
+		t.Errorf("allowed origin on a 404: ACAO %q", got)
+	}
+	if got := ts.mustDo(200, "GET", "/rooms/r1", "", "Origin", "https://evil.example").header.Get("Access-Control-Allow-Origin"); got != "" {
+		t.Errorf("origin outside the allow-list got ACAO %q", got)
+	}
+}
+
+func TestHealthMetricsAndFiles(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, Config{}, store.Options{})
+	ts.mustDo(200, "GET", "/healthz", "")
+	ts.mustDo(200, "GET", "/readyz", "")
+	ts.mustDo(200, "PUT", "/rooms/r/k", `1`)
+	ts.mustDo(400, "PUT", "/rooms/r/k", `{`)
+	body := ts.mustDo(200, "GET", "/metrics", "").body
+	for _, want := range []string{
+		`sigbase_writes_total{code="200",op="put"} 1`,
+		`sigbase_writes_total{code="400",op="put"} 1`,
+		"sigbase_write_duration_seconds_bucket", "sigbase_commit_group_size_bucket",
+		"sigbase_watchers 0", "sigbase_rooms 1", "sigbase_revision 1", "sigbase_rooms_expired_total 0",
+		"go_goroutines", "process_resident_memory_bytes",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	ts.mustDo(404, "GET", "/client/sigbase.js", "") // no files configured
+}
+
+func TestICEServers(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, Config{ICE: ICEConfig{
+		STUN: []string{"stun:stun.example:3478"}, TURN: []string{"turn:turn.example:3478?transport=udp"},
+		TURNSecret: "north", TURNTTL: time.Hour,
+	}}, store.Options{})
+	res := ts.mustDo(200, "GET", "/ice-servers", "")
+	if !strings.Contains(res.body, `{"urls":["stun:stun.example:3478"]}`) || !strings.Contains(res.body, `"credential":"`) {
+		t.Fatalf("/ice-servers: %s", res.body)
+	}
+	if res.header.Get("Cache-Control") != "no-store" {
+		t.Errorf("credentials may be cached: Cache-Control %q", res.header.Get("Cache-Control"))
+	}
+	none := newTestServer(t, Config{}, store.Options{})
+	jsonEqual(t, none.mustDo(200, "GET", "/ice-servers", "").body, `{"iceServers":[]}`)
+}
+
+// The vector was computed apart from Go:
+// echo -n '1700000000:alice' | openssl dgst -sha1 -hmac north -binary | base64
+func TestTURNCredentialMatchesOpenSSL(t *testing.T) {
+	t.Parallel()
+	user, cred := turnCredential("north", time.Unix(1700000000, 0), "alice")
+	if user != "1700000000:alice" || cred != "Cd/49soE35ICqcJF/bCTn8Z4OyE=" {
+		t.Fatalf("got %s %s", user, cred)
+	}
+}
+
+func TestIfMatchParsing(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want store.Cond
+		bad  bool
+	}{
+		{"", store.Cond{}, false},
+		{`"12"`, store.Cond{Set: true, Rev: 12}, false},
+		{`12`, store.Cond{Set: true, Rev: 12}, false},
+		{` "12" `, store.Cond{Set: true, Rev: 12}, false},
+		{`null_etag`, store.Cond{Set: true}, false},
+		{`"null_etag"`, store.Cond{Set: true}, false},
+		{`"0"`, store.Cond{}, true},
+		{`*`, store.Cond{}, true},
+		{`W/"12"`, store.Cond{}, true},
+		{`"12", "13"`, store.Cond{}, true},
+		{`-1`, store.Cond{}, true},
+	} {
+		got, err := ifMatch(tc.in)
+		if (err != nil) != tc.bad || got != tc.want {
+			t.Errorf("ifMatch(%q) = %+v, %v; want %+v, bad=%v", tc.in, got, err, tc.want, tc.bad)
+		}
+	}
+}
+
+func TestBodyLimitAnswers413BeforeReading(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, Config{MaxBody: 100}, store.Options{})
+	req, _ := http.NewRequest("PUT", ts.srv.URL+"/rooms/r/k", strings.NewReader(`"`+strings.Repeat("x", 200)+`"`))
+	res, err := ts.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 413 {
+		t.Fatalf("got %d, want 413", res.StatusCode)
+	}
+}
