@@ -81,7 +81,7 @@ func TestConditionalWrites(t *testing.T) {
 		t.Fatalf("412: body %s ETag %s, want the current value and its ETag", res.body, res.header.Get("ETag"))
 	}
 	ts.mustDo(200, "PUT", "/rooms/r/offer", `"o2"`, "If-Match", `"1"`)
-	ts.mustDo(200, "PUT", "/rooms/r/offer", `"o3"`, "If-Match", `2`) // quotes optional
+	ts.mustDo(200, "PUT", "/rooms/r/offer", `"o3"`, "If-Match", `2`)  // quotes optional
 	ts.mustDo(412, "PATCH", "/rooms/r", `{"x":1}`, "If-Match", `"2"`) // the room moved to 3
 	ts.mustDo(412, "POST", "/rooms/r/c", `1`, "If-Match", `"7"`)
 	res = ts.mustDo(412, "DELETE", "/rooms/r/nothing", "", "If-Match", `"3"`)

@@ -16,7 +16,8 @@ import (
 type apiError struct {
 	status     int
 	msg        string
-	retryAfter int // seconds; 0: no Retry-After
+	retryAfter int  // seconds; 0: no Retry-After
+	challenge  bool // a 401 that names the Bearer scheme
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -51,6 +52,9 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		h := c.Response().Header()
 		if retry > 0 {
 			h.Set("Retry-After", strconv.Itoa(retry))
+		}
+		if status == http.StatusUnauthorized {
+			h.Set(echo.HeaderWWWAuthenticate, `Bearer realm="sigbase"`)
 		}
 		if status >= 500 && status != http.StatusServiceUnavailable {
 			log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path,

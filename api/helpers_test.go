@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -227,4 +228,20 @@ func (c *sseConn) expect(event, path, data string) frame {
 	}
 	jsonEqual(c.t, string(msg.Data), data)
 	return f
+}
+
+func httptestRequest(target string) *http.Request {
+	return httptest.NewRequest(http.MethodGet, target, nil)
+}
+
+// syncWriter serializes writes from the server's goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

@@ -21,8 +21,12 @@ func handleRead(st *store.Store, cfg Config, gate *streamGate) echo.HandlerFunc 
 		if err != nil {
 			return err
 		}
+		g, err := authorize(c, cfg.Auth, at.Room, PermRead)
+		if err != nil {
+			return err
+		}
 		if wantsStream(c.Request()) {
-			return watch(c, st, cfg, gate, at)
+			return watch(c, st, cfg, gate, at, g)
 		}
 		v, err := st.Get(at)
 		if err != nil {
@@ -67,6 +71,9 @@ func writeHandler(cfg Config, op string, write writeFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		at, err := location(c)
 		if err != nil {
+			return err
+		}
+		if _, err := authorize(c, cfg.Auth, at.Room, PermWrite); err != nil {
 			return err
 		}
 		cond, err := ifMatch(c.Request().Header.Get("If-Match"))

@@ -34,8 +34,8 @@ func routes(e *echo.Echo, st *store.Store, cfg Config) {
 	e.Any("/rooms", handleRoomsRoot())
 	e.GET("/healthz", handleHealth())
 	e.GET("/readyz", handleReady(cfg.Shutdown))
-	e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
+	e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()), requireToken(cfg.Auth, "metrics"))
 	e.GET("/", handleDemo(cfg.Files))
 	e.GET("/client/*", handleClientFile(cfg.Files))
-	e.GET("/ice-servers", handleICEServers(cfg.ICE))
+	e.GET("/ice-servers", handleICEServers(cfg.ICE), requireToken(cfg.Auth, PermRead))
 }

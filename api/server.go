@@ -38,6 +38,8 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 
 	ICE   ICEConfig // answers GET /ice-servers
+	Auth  *Auth     // nil: auth is off and room names are capabilities
+	Rate  RateLimit // requests per client IP; zero Rate: off
 	Files fs.FS     // client-js: index.html at /, the rest under /client/
 
 	Logger  *slog.Logger
@@ -105,6 +107,9 @@ func NewServer(st *store.Store, cfg Config) http.Handler {
 			},
 		}),
 	)
+	if cfg.Rate.Rate > 0 {
+		e.Use(rateLimiter(cfg.Rate))
+	}
 	routes(e, st, cfg)
 	return e
 }

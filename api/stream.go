@@ -15,7 +15,7 @@ import (
 // watch streams the changes of a location as Server-Sent Events until the
 // client leaves, the server shuts down, or the watcher falls too far behind.
 // The handler owns the response until it returns (echo pools contexts).
-func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at store.Path) error {
+func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at store.Path, g grant) error {
 	after, resume, malformed := lastEventID(c.Request())
 	release, err := gate.acquire(at.Room, c.RealIP())
 	if err != nil {
@@ -44,6 +44,12 @@ func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at sto
 
 	keepAlive := time.NewTimer(cfg.KeepAlive)
 	defer keepAlive.Stop()
+	var expired <-chan time.Time // the token's end, when auth is on
+	if !g.expires.IsZero() {
+		t := time.NewTimer(time.Until(g.expires))
+		defer t.Stop()
+		expired = t.C
+	}
 	first := true
 	var buf []byte
 	for {
@@ -81,6 +87,9 @@ func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at sto
 			if s.send(appendControl(nil, "keep-alive", "")) != nil {
 				return nil
 			}
+		case <-expired:
+			_ = s.send(appendControl(nil, "auth_revoked", "token expired"))
+			return nil
 		case <-cfg.Shutdown:
 			_ = s.send(appendControl(nil, "cancel", "server shutting down"))
 			return nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -212,7 +213,9 @@ func TestWatchCommandResumesAcrossRestart(t *testing.T) {
 	out := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	watched := make(chan error, 1)
-	go func() { watched <- run(ctx, []string{"watch", s.url + "/rooms/r1"}, func(string) string { return "" }, out, io.Discard) }()
+	go func() {
+		watched <- run(ctx, []string{"watch", s.url + "/rooms/r1"}, func(string) string { return "" }, out, io.Discard)
+	}()
 	defer func() {
 		cancel()
 		if err := <-watched; err != nil {
@@ -250,5 +253,37 @@ func TestHealthAndVersionCommands(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"frobnicate"}, nil, io.Discard, io.Discard); err == nil {
 		t.Fatal("an unknown command succeeded")
+	}
+}
+
+// sigbase token mints what sigbase serve accepts, with the secret from the
+// environment or a file.
+func TestTokenCommandAndAuth(t *testing.T) {
+	t.Parallel()
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte("a-long-enough-test-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"SIGBASE_AUTH_SECRET_FILE": secretFile}
+	s := startServer(t, env, "--data", filepath.Join(t.TempDir(), "db"))
+	var tok bytes.Buffer
+	if err := run(context.Background(), []string{"token", "--room", "r1", "--perm", "read,write", "--ttl", "1m"},
+		func(k string) string { return env[k] }, &tok, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := request(t, "PUT", s.url+"/rooms/r1/k", "1"); code != 401 {
+		t.Fatalf("write without a token: %d", code)
+	}
+	if code, body := request(t, "PUT", s.url+"/rooms/r1/k?auth="+strings.TrimSpace(tok.String()), "1"); code != 200 {
+		t.Fatalf("write with a minted token: %d %s", code, body)
+	}
+	if code, _ := request(t, "PUT", s.url+"/rooms/r2/k?auth="+strings.TrimSpace(tok.String()), "1"); code != 403 {
+		t.Fatalf("write to another room: %d", code)
+	}
+	if err := run(context.Background(), []string{"token", "--room", "r1"}, func(string) string { return "" }, io.Discard, io.Discard); err == nil {
+		t.Fatal("token without a secret succeeded")
+	}
+	if err := run(context.Background(), []string{"serve", "--auth-secret", "short"}, func(string) string { return "" }, io.Discard, io.Discard); err == nil {
+		t.Fatal("serve with a 5-byte secret started")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -34,6 +35,8 @@ type serveConfig struct {
 	maxBody         sizeFlag
 	maxRoomBytes    sizeFlag
 	maxDBSize       sizeFlag
+	secret          secretFlags
+	trustedProxies  listFlag
 }
 
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (*serveConfig, error) {
@@ -63,11 +66,26 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.Var(&c.turn, "turn", "TURN URLs for /ice-servers, comma-separated (e.g. turn:turn.example.org:3478?transport=udp)")
 	fs.StringVar(&c.api.ICE.TURNSecret, "turn-secret", "", "TURN REST shared secret (coturn static-auth-secret)")
 	fs.DurationVar(&c.api.ICE.TURNTTL, "turn-ttl", time.Hour, "lifetime of minted TURN credentials")
+	fs.Float64Var(&c.api.Rate.Rate, "rate-limit", 200, "requests per second per client IP (0: no limit)")
+	fs.IntVar(&c.api.Rate.Burst, "rate-burst", 400, "requests a client IP may burst above --rate-limit")
+	fs.Var(&c.trustedProxies, "trusted-proxies", "CIDRs of reverse proxies whose X-Forwarded-For names the client, comma-separated")
+	c.secret.register(fs)
 	if err := envFallback(fs, args, getenv); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	for _, cidr := range c.trustedProxies.items {
+		p, err := netip.ParsePrefix(cidr)
+		if err != nil {
+			return nil, fmt.Errorf("--trusted-proxies: %w", err)
+		}
+		c.api.TrustedProxies = append(c.api.TrustedProxies, p)
+	}
+	var err error
+	if c.api.Auth, err = c.secret.auth(); err != nil {
+		return nil, err
 	}
 	c.api.MaxBody = int64(c.maxBody)
 	c.store.Limits.MaxValueBytes = int(c.maxBody)

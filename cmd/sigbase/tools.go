@@ -123,8 +123,3 @@ func healthCmd(ctx context.Context, args []string, getenv func(string) string, s
 	fmt.Fprintf(stdout, "%s\n", bytes.TrimSpace(body))
 	return nil
 }
-
-// tokenCmd mints an access token; auth arrives with the hardening work.
-func tokenCmd(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	return errors.New("token: auth is not available in this build")
-}

@@ -1,0 +1,39 @@
+package api
+
+import (
+	"math"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"golang.org/x/time/rate"
+)
+
+// RateLimit bounds requests per client IP (as the IP extractor sees it)
+// with a token bucket. Health checks are exempt.
+type RateLimit struct {
+	Rate  float64 // requests per second; 0: no limit
+	Burst int     // bucket size: 2×Rate when 0
+}
+
+func rateLimiter(rl RateLimit) echo.MiddlewareFunc {
+	burst := rl.Burst
+	if burst <= 0 {
+		burst = int(math.Ceil(2 * rl.Rate))
+	}
+	retry := int(math.Max(1, math.Ceil(1/rl.Rate)))
+	return middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
+		Skipper: func(c echo.Context) bool {
+			p := c.Path()
+			return p == "/healthz" || p == "/readyz"
+		},
+		Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
+			Rate: rate.Limit(rl.Rate), Burst: burst, ExpiresIn: 3 * time.Minute,
+		}),
+		IdentifierExtractor: func(c echo.Context) (string, error) { return c.RealIP(), nil },
+		DenyHandler: func(echo.Context, string, error) error {
+			return &apiError{status: http.StatusTooManyRequests, msg: "rate limit: too many requests from your address", retryAfter: retry}
+		},
+	})
+}
