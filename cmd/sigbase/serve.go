@@ -37,6 +37,7 @@ type serveConfig struct {
 	maxDBSize       sizeFlag
 	secret          secretFlags
 	trustedProxies  listFlag
+	tls             tlsFlags
 }
 
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (*serveConfig, error) {
@@ -70,6 +71,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.IntVar(&c.api.Rate.Burst, "rate-burst", 400, "requests a client IP may burst above --rate-limit")
 	fs.Var(&c.trustedProxies, "trusted-proxies", "CIDRs of reverse proxies whose X-Forwarded-For names the client, comma-separated")
 	c.secret.register(fs)
+	c.tls.register(fs)
 	if err := envFallback(fs, args, getenv); err != nil {
 		return nil, err
 	}
@@ -137,15 +139,82 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	err = listenAndServe(ctx, c, st, metrics, log, stdout)
+	if cerr := st.Close(); cerr != nil && !errors.Is(cerr, store.ErrClosed) {
+		err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
+	}
+	return err
+}
+
+// listenAndServe serves HTTP (or HTTPS and HTTP/2, and an optional redirect
+// listener) until ctx ends, then shuts down: /readyz turns 503, streams get
+// cancel, in-flight requests finish within the shutdown timeout.
+func listenAndServe(ctx context.Context, c *serveConfig, st *store.Store, metrics *api.Metrics, log *slog.Logger, stdout io.Writer) error {
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
-		st.Close()
 		return err
 	}
 	shutdown := make(chan struct{})
 	c.api.Logger, c.api.Metrics, c.api.Shutdown, c.api.Files = log, metrics, shutdown, clientjs.FS()
-	srv := &http.Server{
-		Handler:           api.NewServer(st, c.api),
+	srv := newHTTPServer(api.NewServer(st, c.api), log)
+	srv.RegisterOnShutdown(func() { close(shutdown) })
+	scheme, note := "http", ""
+	if c.tls.enabled() {
+		if srv.TLSConfig, note, err = c.tls.tlsConfig(ln.Addr().String(), c.data, log); err != nil {
+			ln.Close()
+			return err
+		}
+		scheme = "https"
+	}
+	servers := []*http.Server{srv}
+	served := make(chan error, 2)
+	if c.tls.redirectAddr != "" {
+		rln, err := net.Listen("tcp", c.tls.redirectAddr)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		redirect := newHTTPServer(redirectToHTTPS(ln.Addr().String()), log)
+		servers = append(servers, redirect)
+		go func() { served <- redirect.Serve(rln) }()
+		note += fmt.Sprintf("\nredirecting http://%s to https", rln.Addr())
+	}
+	useTLS := srv.TLSConfig != nil // Serve owns srv from here on
+	go func() {
+		if useTLS {
+			served <- srv.ServeTLS(ln, "", "")
+		} else {
+			served <- srv.Serve(ln)
+		}
+	}()
+	fmt.Fprintf(stdout, "listening on %s://%s\n", scheme, ln.Addr())
+	if note = strings.TrimSpace(note); note != "" {
+		fmt.Fprintln(stdout, note)
+	}
+	log.Info("serving", "addr", ln.Addr().String(), "tls", useTLS, "data", c.data, "version", version())
+
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+		log.Info("shutting down")
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.shutdownTimeout)
+	defer cancel()
+	for _, s := range servers {
+		if serr := s.Shutdown(sctx); serr != nil {
+			log.Warn("shutdown timed out; closing connections", "err", serr)
+			s.Close()
+		}
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      15 * time.Second, // streams replace it with a deadline per write
@@ -153,32 +222,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	srv.RegisterOnShutdown(func() { close(shutdown) })
-	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
-	log.Info("serving", "addr", ln.Addr().String(), "data", c.data, "version", version())
-
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err = <-served:
-	case <-ctx.Done():
-		log.Info("shutting down")
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.shutdownTimeout)
-		if err = srv.Shutdown(sctx); err != nil {
-			log.Warn("shutdown timed out; closing connections", "err", err)
-			srv.Close()
-		}
-		cancel()
-		<-served
-		err = nil
-	}
-	if cerr := st.Close(); cerr != nil && !errors.Is(cerr, store.ErrClosed) {
-		err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
-	}
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	return err
 }
 
 // raiseOpenFiles lifts the soft open-files limit to the hard one and returns
