@@ -35,6 +35,14 @@ func NewPath(room, key, child string) (Path, error) {
 	return p, nil
 }
 
+// check validates a Path that may not come from NewPath: its fields are
+// exported, and an unchecked name (a NUL, a child without a key) would
+// address records of another room or key.
+func (p Path) check() error {
+	_, err := NewPath(p.Room, p.Key, p.Child)
+	return err
+}
+
 // Depth is 0 for a room, 1 for a key and 2 for a child.
 func (p Path) Depth() int {
 	switch {

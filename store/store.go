@@ -173,6 +173,9 @@ type Value struct {
 
 // Get reads the value at a location.
 func (s *Store) Get(at Path) (Value, error) {
+	if err := at.check(); err != nil {
+		return Value{}, err
+	}
 	var v Value
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -279,6 +282,11 @@ func (s *Store) checkBody(body []byte) error {
 // submit hands a write to the writer and waits for its commit. Once queued,
 // a write is committed or failed whatever happens to ctx.
 func (s *Store) submit(ctx context.Context, o *op) (Result, error) {
+	if o.kind != opSweep {
+		if err := o.at.check(); err != nil {
+			return Result{}, err
+		}
+	}
 	o.done = make(chan struct{})
 	s.closeMu.RLock()
 	if s.closed {

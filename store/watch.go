@@ -56,6 +56,9 @@ const (
 // future), starts with a snapshot. It registers for live changes before
 // reading anything, so no commit falls between catch-up and live delivery.
 func (s *Store) Watch(at Path, after uint64, resume bool) (*Watcher, error) {
+	if err := at.check(); err != nil {
+		return nil, err
+	}
 	w := &Watcher{s: s, at: at, ready: make(chan struct{}, 1), mode: modeSnapshot}
 	if resume {
 		w.mode, w.cursor = modeCatchUp, after

@@ -1,0 +1,803 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The model: a room is decoded JSON (map[string]any) with the rules of
+// shared/API.md "Data model", applied by depth (0 room, 1 key, 2 child).
+// Maps are never modified in place, so a shallow copy of the rooms map is a
+// snapshot of the whole state.
+
+// normAt normalizes a value written at depth: null and {} mean absent (nil),
+// and so do objects at room and key level whose members are all absent.
+// Below the child level JSON is free-form.
+func normAt(depth int, v any) any {
+	m, isMap := v.(map[string]any)
+	if depth >= 2 || !isMap {
+		if isMap && len(m) == 0 {
+			return nil
+		}
+		return v
+	}
+	out := map[string]any{}
+	for name, mv := range m {
+		if n := normAt(depth+1, mv); n != nil {
+			out[name] = n
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// setAt returns cur (a value at depth) with v written at the relative path
+// segs. Writing a child under a leaf key replaces the leaf; deleting one
+// leaves it.
+func setAt(cur any, depth int, segs []string, v any) any {
+	if len(segs) == 0 {
+		return normAt(depth, v)
+	}
+	m, isMap := cur.(map[string]any)
+	if cur != nil && !isMap {
+		if setAt(nil, depth+1, segs[1:], v) == nil {
+			return cur
+		}
+		m = nil
+	}
+	out := maps.Clone(m)
+	if out == nil {
+		out = map[string]any{}
+	}
+	if child := setAt(out[segs[0]], depth+1, segs[1:], v); child == nil {
+		delete(out, segs[0])
+	} else {
+		out[segs[0]] = child
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// getAt reads the value at the relative path segs (nil when absent).
+func getAt(cur any, segs []string) any {
+	for _, s := range segs {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[s]
+	}
+	return cur
+}
+
+// segments is a location's path inside its room.
+func segments(p Path) []string {
+	var s []string
+	if p.Key != "" {
+		s = append(s, p.Key)
+	}
+	if p.Child != "" {
+		s = append(s, p.Child)
+	}
+	return s
+}
+
+func splitPath(path string) []string {
+	if path == "/" {
+		return nil
+	}
+	return strings.Split(strings.TrimPrefix(path, "/"), "/")
+}
+
+// applyEvent applies a watcher's event to its copy of a value at depth: a
+// put sets the path, a patch sets each member below the path.
+func applyEvent(t testing.TB, local any, depth int, ev Event) any {
+	t.Helper()
+	segs := splitPath(ev.Path)
+	if !ev.Patch {
+		return setAt(local, depth, segs, decode(t, ev.Data))
+	}
+	members, ok := decode(t, ev.Data).(map[string]any)
+	if !ok {
+		t.Fatalf("patch event %v: data is not an object", ev)
+	}
+	for _, name := range slices.Sorted(maps.Keys(members)) {
+		local = setAt(local, depth, slices.Concat(segs, strings.Split(name, "/")), members[name])
+	}
+	return local
+}
+
+func jsonEqualAny(a, b any) bool { return reflect.DeepEqual(a, b) }
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// incarnation is what the model knows of a room's change log: the revision
+// that created the room and the revisions logged since.
+type incarnation struct {
+	created uint64
+	log     []uint64
+}
+
+type modelConfig struct {
+	name   string
+	seed   uint64
+	ops    int
+	limits Limits
+	// exactFloor: the log is trimmed by entry count only, so the model knows
+	// exactly which resumes must replay.
+	exactFloor bool
+}
+
+func TestModel(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range []modelConfig{
+		{"seed1", 1, 500, Limits{}, true},
+		{"seed2", 2, 500, Limits{}, true},
+		{"seed3-log10", 3, 500, Limits{MaxLogEntries: 10}, true}, // rooms rarely reach 50 entries before a delete
+		{"seed4-logbytes", 4, 500, Limits{MaxLogBytes: 2048}, false},
+	} {
+		t.Run(cfg.name, func(t *testing.T) {
+			t.Parallel()
+			newModelRun(t, cfg).run()
+		})
+	}
+}
+
+type modelWatcher struct {
+	at      Path
+	w       *Watcher
+	local   any
+	lastRev uint64
+}
+
+type modelRun struct {
+	t      *testing.T
+	cfg    modelConfig
+	s      *testStore
+	rng    *rand.Rand
+	maxLog int
+
+	rooms   map[string]any // the model
+	rev     uint64
+	history []map[string]any // history[rev] = the rooms after rev
+	incs    map[string]*incarnation
+	pushed  map[Path][]string // push ids under each key
+	lastID  string
+
+	counts map[string]int // what the run exercised, logged at the end
+
+	locs     []Path // every location checked after each op
+	prevVal  map[Path]any
+	prevETag map[Path]uint64
+	watchers []*modelWatcher
+}
+
+var (
+	modelRooms    = []string{"r0", "r1", "r2"}
+	modelKeys     = []string{"a", "b", "c"}
+	modelChildren = []string{"x", "y", "z"}
+)
+
+func newModelRun(t *testing.T, cfg modelConfig) *modelRun {
+	m := &modelRun{
+		t: t, cfg: cfg,
+		s:        openStore(t, Options{Limits: cfg.limits}),
+		rng:      rand.New(rand.NewPCG(cfg.seed, cfg.seed*0x9e3779b97f4a7c15+1)),
+		maxLog:   Options{Limits: cfg.limits}.withDefaults().Limits.MaxLogEntries,
+		rooms:    map[string]any{},
+		history:  []map[string]any{{}},
+		incs:     map[string]*incarnation{},
+		pushed:   map[Path][]string{},
+		prevVal:  map[Path]any{},
+		prevETag: map[Path]uint64{},
+		counts:   map[string]int{},
+	}
+	for _, r := range append(slices.Clone(modelRooms), "ghost") { // ghost: watched, never written
+		m.locs = append(m.locs, Path{Room: r})
+		for _, k := range modelKeys {
+			m.locs = append(m.locs, Path{Room: r, Key: k})
+			for _, c := range modelChildren {
+				m.locs = append(m.locs, Path{Room: r, Key: k, Child: c})
+			}
+		}
+	}
+	for _, at := range []string{"r0", "r1", "r2", "ghost", "r0/a", "r1/b", "r2/c", "ghost/a", "r0/a/x", "r1/b/y", "r2/a/z", "ghost/a/x"} {
+		// The snapshot is read by the first Next: take it before any write.
+		w := &modelWatcher{at: loc(t, at), w: m.s.watch(t, at, 0, false)}
+		evs := drain(t, w.w)
+		if len(evs) != 1 || evs[0].Path != "/" || evs[0].Patch || evs[0].Rev != 0 || string(evs[0].Data) != "null" {
+			t.Fatalf("watcher of %s: first events %v, want a snapshot 0:put / null", at, evs)
+		}
+		m.watchers = append(m.watchers, w)
+	}
+	return m
+}
+
+func (m *modelRun) run() {
+	const checkEvery = 50
+	for i := range m.cfg.ops {
+		m.step(i)
+		if m.t.Failed() {
+			m.t.FailNow()
+		}
+		if (i+1)%checkEvery == 0 || i == m.cfg.ops-1 {
+			m.checkpoint(i == m.cfg.ops-1)
+		}
+	}
+	m.t.Logf("rev %d, %v", m.rev, m.counts)
+	// The run must have exercised what it checks.
+	for _, what := range []string{"put", "delete", "push", "patch", "refused", "condition failed", "condition held", "replay", "snapshot", "replayed events"} {
+		if m.counts[what] == 0 {
+			m.t.Errorf("the run never exercised %q", what)
+		}
+	}
+	if (m.cfg.limits.MaxLogEntries > 0 || m.cfg.limits.MaxLogBytes > 0) && m.counts["trimmed log"] == 0 {
+		m.t.Errorf("the log was never trimmed")
+	}
+}
+
+// modelOp is one generated write.
+type modelOp struct {
+	kind    string // put, delete, push, patch
+	at      Path
+	body    []byte
+	cond    string // "", "right", "wrong", "absent"
+	wantErr error  // a write the store must refuse
+}
+
+func (o modelOp) String() string {
+	return fmt.Sprintf("%s %s %s cond=%s", o.kind, o.at, o.body, o.cond)
+}
+
+func (m *modelRun) step(i int) {
+	t := m.t
+	op := m.genOp()
+	condAt := op.at
+	cur, err := m.s.Get(condAt)
+	if err != nil {
+		t.Fatalf("op %d: Get(%s): %v", i, condAt, err)
+	}
+	var cond Cond
+	switch op.cond {
+	case "right":
+		cond = Cond{Set: true, Rev: cur.Rev}
+	case "absent":
+		cond = Cond{Set: true}
+	case "wrong":
+		cond = Cond{Set: true, Rev: cur.Rev + 1 + m.rng.Uint64N(5)}
+		if cur.Rev > 0 && m.rng.IntN(2) == 0 {
+			cond.Rev = m.rng.Uint64N(cur.Rev)
+		}
+	}
+	modelCur := getAt(m.rooms[condAt.Room], segments(condAt))
+	condHolds := op.cond == "" || op.cond == "right" || op.cond == "absent" && modelCur == nil
+
+	var res Result
+	ctx := t.Context()
+	switch op.kind {
+	case "put":
+		res, err = m.s.Put(ctx, op.at, op.body, cond)
+	case "delete":
+		res, err = m.s.Delete(ctx, op.at, cond)
+	case "push":
+		res, err = m.s.Push(ctx, op.at, op.body, cond)
+	case "patch":
+		res, err = m.s.Patch(ctx, op.at, op.body, cond)
+	}
+	switch {
+	case op.wantErr != nil:
+		m.counts["refused"]++
+		if !errors.Is(err, op.wantErr) {
+			t.Fatalf("op %d %v: err %v, want %v", i, op, err, op.wantErr)
+		}
+		m.checkUnchanged(i, op)
+		return
+	case !condHolds:
+		m.counts["condition failed"]++
+		var ce *ConditionError
+		if !errors.As(err, &ce) {
+			t.Fatalf("op %d %v: err %v, want a *ConditionError", i, op, err)
+		}
+		if !jsonEqualAny(decode(t, ce.Value), modelCur) || ce.Rev != cur.Rev {
+			t.Errorf("op %d %v: ConditionError{%s, %d}, want {%s, %d}", i, op, ce.Value, ce.Rev, mustJSON(modelCur), cur.Rev)
+		}
+		m.checkUnchanged(i, op)
+		return
+	case err != nil:
+		t.Fatalf("op %d %v: %v", i, op, err)
+	}
+
+	// Apply the write to the model.
+	m.counts[op.kind]++
+	if op.cond != "" {
+		m.counts["condition held"]++
+	}
+	if res.Rev != m.rev+1 {
+		t.Fatalf("op %d %v: Rev %d, want %d (strictly increasing, no gap)", i, op, res.Rev, m.rev+1)
+	}
+	m.rev = res.Rev
+	room := op.at.Room
+	existed := m.rooms[room] != nil
+	var wantValue any
+	switch op.kind {
+	case "put", "delete":
+		var v any
+		if op.kind == "put" {
+			v = decode(t, op.body)
+		}
+		m.set(room, segments(op.at), v)
+		wantValue = getAt(m.rooms[room], segments(op.at))
+	case "push":
+		if !validPushID(res.Name) || res.Name <= m.lastID {
+			t.Errorf("op %d %v: push id %q, want a push id after %q", i, op, res.Name, m.lastID)
+		}
+		m.lastID = res.Name
+		child := Path{Room: room, Key: op.at.Key, Child: res.Name}
+		m.pushed[op.at] = append(m.pushed[op.at], res.Name)
+		m.locs = append(m.locs, child)
+		v := decode(t, op.body)
+		m.set(room, segments(child), v)
+		wantValue = normAt(2, v)
+	case "patch":
+		members := decode(t, op.body).(map[string]any)
+		want := map[string]any{}
+		for _, name := range slices.Sorted(maps.Keys(members)) {
+			segs := slices.Concat(segments(op.at), strings.Split(name, "/"))
+			m.set(room, segs, members[name])
+			want[name] = normAt(len(segs), members[name])
+		}
+		wantValue = want
+	}
+	if got := decode(t, res.Value); !jsonEqualAny(got, wantValue) || !isCompact(res.Value) {
+		t.Errorf("op %d %v: Result.Value %s, want %s", i, op, res.Value, mustJSON(wantValue))
+	}
+	if inc := m.incs[room]; m.rooms[room] == nil {
+		delete(m.incs, room)
+	} else {
+		if !existed || inc == nil {
+			inc = &incarnation{created: m.rev}
+			m.incs[room] = inc
+		}
+		inc.log = append(inc.log, m.rev)
+	}
+	m.history = append(m.history, maps.Clone(m.rooms))
+
+	// ETag of the written location (the key, for a push).
+	target, _ := m.s.Get(op.at)
+	if res.ETag != target.Rev || (res.ETag == 0) != (getAt(m.rooms[room], segments(op.at)) == nil) || res.ETag != 0 && res.ETag != res.Rev {
+		t.Errorf("op %d %v: ETag %d, location rev %d (value %s)", i, op, res.ETag, target.Rev, target.Data)
+	}
+	if got := m.s.Stats().Revision; got != m.rev {
+		t.Errorf("op %d: Stats().Revision %d, want %d", i, got, m.rev)
+	}
+	m.checkAll(i, op)
+}
+
+func (m *modelRun) set(room string, segs []string, v any) {
+	if nv := setAt(m.rooms[room], 0, segs, v); nv == nil {
+		delete(m.rooms, room)
+	} else {
+		m.rooms[room] = nv
+	}
+}
+
+// checkAll compares every location with the model after a committed write.
+func (m *modelRun) checkAll(i int, op modelOp) {
+	t := m.t
+	etags := map[Path]uint64{}
+	for _, p := range m.locs {
+		v, err := m.s.Get(p)
+		if err != nil {
+			t.Fatalf("op %d: Get(%s): %v", i, p, err)
+		}
+		want := getAt(m.rooms[p.Room], segments(p))
+		if got := decode(t, v.Data); !jsonEqualAny(got, want) {
+			t.Fatalf("op %d %v: Get(%s) = %s, want %s", i, op, p, v.Data, mustJSON(want))
+		}
+		if !isCompact(v.Data) {
+			t.Errorf("op %d: Get(%s) = %q, not compact", i, p, v.Data)
+		}
+		prev := m.prevETag[p]
+		switch {
+		case (v.Rev == 0) != (want == nil):
+			t.Errorf("op %d %v: %s rev %d with value %s: want 0 exactly when absent", i, op, p, v.Rev, v.Data)
+		case !jsonEqualAny(m.prevVal[p], want) && want != nil && v.Rev != m.rev:
+			t.Errorf("op %d %v: %s changed to %s, rev %d, want %d", i, op, p, v.Data, v.Rev, m.rev)
+		case !op.at.contains(p) && !p.contains(op.at) && v.Rev != prev:
+			t.Errorf("op %d %v: unrelated %s rev %d -> %d", i, op, p, prev, v.Rev)
+		case v.Rev != prev && v.Rev != m.rev && v.Rev != 0:
+			t.Errorf("op %d %v: %s rev %d -> %d, want %d, 0 or unchanged", i, op, p, prev, v.Rev, m.rev)
+		}
+		etags[p] = v.Rev
+		m.prevVal[p] = want
+	}
+	// A location's revision is its last change at or below it.
+	for p, rev := range etags {
+		up := p
+		switch {
+		case p.Child != "":
+			up.Child = ""
+		case p.Key != "":
+			up.Key = ""
+		default:
+			continue
+		}
+		if etags[up] < rev {
+			t.Errorf("op %d %v: %s rev %d is above its parent %s rev %d", i, op, p, rev, up, etags[up])
+		}
+	}
+	m.prevETag = etags
+}
+
+// checkUnchanged: a refused write changed nothing.
+func (m *modelRun) checkUnchanged(i int, op modelOp) {
+	t := m.t
+	if got := m.s.Stats().Revision; got != m.rev {
+		t.Fatalf("op %d %v refused, but the revision moved %d -> %d", i, op, m.rev, got)
+	}
+	for _, p := range m.locs {
+		v, _ := m.s.Get(p)
+		if !jsonEqualAny(decode(t, v.Data), m.prevVal[p]) || v.Rev != m.prevETag[p] {
+			t.Fatalf("op %d %v refused, but %s is %s rev %d, was %s rev %d", i, op, p, v.Data, v.Rev, mustJSON(m.prevVal[p]), m.prevETag[p])
+		}
+	}
+}
+
+// floor is the revision after which the room's log holds every change, as
+// the model expects it; ok is false when the room does not exist.
+func (m *modelRun) floor(room string) (uint64, bool) {
+	inc := m.incs[room]
+	if inc == nil {
+		return 0, false
+	}
+	if n := len(inc.log); n > m.maxLog {
+		return inc.log[n-m.maxLog-1], true
+	}
+	return inc.created - 1, true
+}
+
+func (m *modelRun) checkpoint(final bool) {
+	t := m.t
+	m.s.waitPublished(t, m.rev)
+	// Watchers open since the start: their copies follow the model.
+	for _, w := range m.watchers {
+		for _, ev := range drain(t, w.w) {
+			if ev.Rev <= w.lastRev {
+				t.Fatalf("watcher of %s: rev %d after %d", w.at, ev.Rev, w.lastRev)
+			}
+			if ev.Rev > m.rev {
+				t.Fatalf("watcher of %s: rev %d beyond the last write %d", w.at, ev.Rev, m.rev)
+			}
+			w.local = applyEvent(t, w.local, w.at.Depth(), ev)
+			w.lastRev = ev.Rev
+		}
+		if want := getAt(m.rooms[w.at.Room], segments(w.at)); !jsonEqualAny(w.local, want) {
+			t.Fatalf("at rev %d the watcher of %s holds %s, want %s", m.rev, w.at, mustJSON(w.local), mustJSON(want))
+		}
+	}
+	// White box: the room's bookkeeping agrees with the model and with what
+	// is stored.
+	for _, room := range modelRooms {
+		meta, ok := m.checkBookkeeping(room)
+		floor, exists := m.floor(room)
+		if ok != exists {
+			t.Fatalf("at rev %d room %s has meta %v, model: exists %v", m.rev, room, ok, exists)
+		}
+		if !ok {
+			continue
+		}
+		if meta.floor >= meta.created {
+			m.counts["trimmed log"]++
+		}
+		if meta.created != m.incs[room].created || m.cfg.exactFloor && meta.floor != floor {
+			t.Fatalf("at rev %d room %s: created %d floor %d, model: created %d floor %d", m.rev, room, meta.created, meta.floor, m.incs[room].created, floor)
+		}
+	}
+	// Resumes: from each k, replay onto the value at k, or a snapshot.
+	for _, p := range m.locs {
+		if p.Depth() == 2 && !slices.Contains(modelChildren, p.Child) {
+			continue // pushed children: covered through their keys
+		}
+		var ks []uint64
+		if final && p.Depth() == 0 {
+			for k := uint64(0); k <= m.rev+1; k++ {
+				ks = append(ks, k)
+			}
+		} else {
+			ks = []uint64{0, m.rev, m.rev + 1, m.rev + 100}
+			if f, ok := m.floor(p.Room); ok {
+				ks = append(ks, f-1, f, f+1)
+				created := m.incs[p.Room].created
+				ks = append(ks, created-2, created-1, created)
+			}
+			for range 4 {
+				ks = append(ks, m.rng.Uint64N(m.rev+1))
+			}
+		}
+		for _, k := range ks {
+			if k > 1<<62 {
+				continue // created-2 below zero
+			}
+			m.checkResume(p, k)
+		}
+	}
+}
+
+// checkBookkeeping compares a room's meta record with its records, its log
+// and the expiry index.
+func (m *modelRun) checkBookkeeping(room string) (roomMeta, bool) {
+	t := m.t
+	var meta roomMeta
+	var ok bool
+	err := m.s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		meta, ok, err = readMeta(tx.Bucket(bucketRooms), room)
+		if err != nil {
+			return err
+		}
+		keys, err := readRoom(tx.Bucket(bucketData), room)
+		if err != nil {
+			return err
+		}
+		var size uint64
+		for _, k := range keys {
+			size += k.value.size(k.name)
+		}
+		var logCount, logBytes uint64
+		last := meta.floor
+		prefix := roomPrefix(room)
+		c := tx.Bucket(bucketLog).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			rev := binary.BigEndian.Uint64(k[len(prefix):])
+			if rev <= last {
+				t.Errorf("room %s: log entry %d at or below %d (floor %d)", room, rev, last, meta.floor)
+			}
+			last = rev
+			logCount++
+			logBytes += uint64(len(v))
+		}
+		var expiries int
+		tx.Bucket(bucketExpiry).ForEach(func(k, _ []byte) error {
+			if string(k[8:]) == room {
+				expiries++
+				if int64(binary.BigEndian.Uint64(k)) != meta.expires {
+					t.Errorf("room %s: expiry entry %d, meta says %d", room, binary.BigEndian.Uint64(k), meta.expires)
+				}
+			}
+			return nil
+		})
+		switch {
+		case !ok && (len(keys) > 0 || logCount > 0 || expiries > 0):
+			t.Errorf("room %s has no meta but %d keys, %d log entries, %d expiry entries", room, len(keys), logCount, expiries)
+		case ok && (int(meta.keys) != len(keys) || meta.bytes != size || uint64(meta.logCount) != logCount || meta.logBytes != logBytes || expiries != 1 || meta.rev != last):
+			t.Errorf("room %s meta %+v; stored: %d keys, %d bytes, %d log entries of %d bytes (last %d), %d expiry entries",
+				room, meta, len(keys), size, logCount, logBytes, last, expiries)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("bookkeeping of %s: %v", room, err)
+	}
+	return meta, ok
+}
+
+func (m *modelRun) checkResume(p Path, k uint64) {
+	t := m.t
+	w, err := m.s.Watch(p, k, true)
+	if err != nil {
+		t.Fatalf("Watch(%s, %d): %v", p, k, err)
+	}
+	defer w.Close()
+	evs := drain(t, w)
+	want := getAt(m.rooms[p.Room], segments(p))
+	floor, exists := m.floor(p.Room)
+	if m.cfg.exactFloor {
+		if wantReplay := exists && floor <= k && k <= m.rev; w.Replayed() != wantReplay {
+			t.Fatalf("resume %s after %d at rev %d (floor %d, room exists %v): replayed %v, want %v", p, k, m.rev, floor, exists, w.Replayed(), wantReplay)
+		}
+	} else if exists && k == m.rev && !w.Replayed() {
+		t.Fatalf("resume %s after the head %d: snapshot, want an empty replay", p, k)
+	} else if w.Replayed() && (!exists || k < m.incs[p.Room].created-1 || k > m.rev) {
+		t.Fatalf("resume %s after %d at rev %d: replayed across a re-creation or from the future", p, k, m.rev)
+	}
+	if !w.Replayed() {
+		m.counts["snapshot"]++
+		if len(evs) != 1 || evs[0].Path != "/" || evs[0].Patch || evs[0].Rev != m.rev || !jsonEqualAny(decode(t, evs[0].Data), want) {
+			t.Fatalf("resume %s after %d: %v, want one snapshot %d:put / %s", p, k, evs, m.rev, mustJSON(want))
+		}
+		return
+	}
+	m.counts["replay"]++
+	m.counts["replayed events"] += len(evs)
+	local := getAt(m.history[k][p.Room], segments(p))
+	last := k
+	for _, ev := range evs {
+		if ev.Rev <= last || ev.Rev > m.rev {
+			t.Fatalf("resume %s after %d: rev %d after %d (head %d)", p, k, ev.Rev, last, m.rev)
+		}
+		last = ev.Rev
+		local = applyEvent(t, local, p.Depth(), ev)
+	}
+	if !jsonEqualAny(local, want) {
+		t.Fatalf("resume %s after %d: the value at %d (%s) with %v gives %s, want %s",
+			p, k, k, mustJSON(getAt(m.history[k][p.Room], segments(p))), evs, mustJSON(local), mustJSON(want))
+	}
+}
+
+// Generators.
+
+func (m *modelRun) pick(names []string) string { return names[m.rng.IntN(len(names))] }
+
+func (m *modelRun) pickChild(room, key string) string {
+	if ids := m.pushed[Path{Room: room, Key: key}]; len(ids) > 0 && m.rng.IntN(3) == 0 {
+		return m.pick(ids)
+	}
+	return m.pick(modelChildren)
+}
+
+// childValue is free-form JSON, sometimes null or {} (a deletion).
+func (m *modelRun) childValue() any {
+	switch m.rng.IntN(14) {
+	case 0:
+		return nil
+	case 1:
+		return map[string]any{}
+	case 2:
+		return m.rng.IntN(1000)
+	case 3:
+		return fmt.Sprintf("s%d", m.rng.IntN(100))
+	case 4:
+		return m.rng.IntN(2) == 0
+	case 5:
+		return float64(m.rng.IntN(100)) / 8
+	case 6:
+		return []any{1, "two", nil, map[string]any{}}
+	case 7:
+		return map[string]any{"candidate": fmt.Sprintf("c%d", m.rng.IntN(50)), "sdpMLineIndex": m.rng.IntN(3), "empty": map[string]any{}, "none": nil}
+	case 8:
+		return "é\n\"<tag>&\u2028\\"
+	case 9:
+		return strings.Repeat("v", m.rng.IntN(200))
+	case 10:
+		return map[string]any{"not a name/ok here": []any{}}
+	default:
+		return m.rng.IntN(10)
+	}
+}
+
+// keyValue: a leaf, an object of children, or absent.
+func (m *modelRun) keyValue(room, key string) any {
+	switch r := m.rng.IntN(10); {
+	case r == 0:
+		return nil
+	case r == 1:
+		return map[string]any{}
+	case r <= 3:
+		for {
+			if v := m.childValue(); v != nil {
+				if _, isMap := v.(map[string]any); !isMap {
+					return v
+				}
+			}
+		}
+	default:
+		obj := map[string]any{}
+		for range m.rng.IntN(4) {
+			obj[m.pickChild(room, key)] = m.childValue()
+		}
+		return obj
+	}
+}
+
+func (m *modelRun) roomValue(room string) any {
+	if m.rng.IntN(10) == 0 {
+		return nil
+	}
+	obj := map[string]any{}
+	for range m.rng.IntN(4) {
+		k := m.pick(modelKeys)
+		obj[k] = m.keyValue(room, k)
+	}
+	return obj
+}
+
+func (m *modelRun) encode(v any) []byte {
+	if m.rng.IntN(4) == 0 {
+		b, _ := json.MarshalIndent(v, " ", "\t")
+		return b
+	}
+	b, _ := json.Marshal(v)
+	return b
+}
+
+func (m *modelRun) genOp() modelOp {
+	room, key := m.pick(modelRooms), m.pick(modelKeys)
+	child := m.pickChild(room, key)
+	var op modelOp
+	switch r := m.rng.IntN(100); {
+	case r < 20:
+		op = modelOp{kind: "put", at: Path{room, key, child}, body: m.encode(m.childValue())}
+	case r < 33:
+		op = modelOp{kind: "put", at: Path{Room: room, Key: key}, body: m.encode(m.keyValue(room, key))}
+	case r < 40:
+		op = modelOp{kind: "put", at: Path{Room: room}, body: m.encode(m.roomValue(room))}
+	case r < 50:
+		at := Path{room, key, child}
+		switch m.rng.IntN(6) {
+		case 0:
+			at = Path{Room: room}
+		case 1, 2:
+			at.Child = ""
+		}
+		op = modelOp{kind: "delete", at: at}
+	case r < 62:
+		op = modelOp{kind: "push", at: Path{Room: room, Key: key}, body: m.encode(m.childValue())}
+	case r < 76:
+		members := map[string]any{}
+		whole, viaChild := map[string]bool{}, map[string]bool{}
+		for range 1 + m.rng.IntN(3) {
+			k := m.pick(modelKeys)
+			switch {
+			case whole[k]: // "k" and "k/c" would overlap
+			case viaChild[k] || m.rng.IntN(2) == 0:
+				members[k+"/"+m.pickChild(room, k)] = m.childValue()
+				viaChild[k] = true
+			default:
+				members[k] = m.keyValue(room, k)
+				whole[k] = true
+			}
+		}
+		op = modelOp{kind: "patch", at: Path{Room: room}, body: m.encode(members)}
+	case r < 90:
+		members := map[string]any{}
+		for range m.rng.IntN(4) {
+			members[m.pickChild(room, key)] = m.childValue()
+		}
+		op = modelOp{kind: "patch", at: Path{Room: room, Key: key}, body: m.encode(members)}
+	default:
+		return m.invalidOp(room, key)
+	}
+	if m.rng.IntN(7) == 0 {
+		op.cond = []string{"right", "wrong", "absent"}[m.rng.IntN(3)]
+	}
+	return op
+}
+
+func (m *modelRun) invalidOp(room, key string) modelOp {
+	at := Path{Room: room, Key: key}
+	switch m.rng.IntN(6) {
+	case 0:
+		return modelOp{kind: "put", at: at, body: []byte(`{"bad name":1}`), wantErr: ErrInvalidValue}
+	case 1:
+		return modelOp{kind: "put", at: Path{Room: room}, body: []byte(`[1]`), wantErr: ErrInvalidValue}
+	case 2:
+		return modelOp{kind: "patch", at: Path{Room: room}, body: []byte(`{"` + key + `":1,"` + key + `/x":2}`), wantErr: ErrInvalidPath}
+	case 3:
+		return modelOp{kind: "patch", at: at, body: []byte(`{"x/y":1}`), wantErr: ErrInvalidPath}
+	case 4:
+		return modelOp{kind: "put", at: Path{room, key, "x"}, body: []byte(`1 2`), wantErr: ErrInvalidValue}
+	default:
+		return modelOp{kind: "put", at: Path{Room: room}, body: []byte(`{"a":{"c d":1}}`), wantErr: ErrInvalidValue}
+	}
+}
