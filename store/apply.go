@@ -23,16 +23,19 @@ type txn struct {
 }
 
 func (s *Store) newTxn(tx *bolt.Tx, now time.Time) *txn {
-	t := &txn{
-		s: s, now: now,
-		meta: tx.Bucket(bucketMeta), rooms: tx.Bucket(bucketRooms), data: tx.Bucket(bucketData),
-		log: tx.Bucket(bucketLog), expiry: tx.Bucket(bucketExpiry),
-	}
-	// Both grow at the end of their key ranges; FillPercent is not persisted,
-	// so it is set in every write transaction.
-	t.log.FillPercent = 0.9
+	t := &txn{s: s, now: now, meta: tx.Bucket(bucketMeta), rooms: tx.Bucket(bucketRooms), expiry: tx.Bucket(bucketExpiry)}
+	// The index grows at its end; FillPercent is not persisted, so it is set
+	// in every write transaction.
 	t.expiry.FillPercent = 0.9
 	return t
+}
+
+// countRooms stores the room count when this transaction changed it.
+func (t *txn) countRooms(before int64) error {
+	if t.roomsDelta == 0 {
+		return nil
+	}
+	return t.meta.Put(roomCountKey, binary.BigEndian.AppendUint64(nil, uint64(before+t.roomsDelta)))
 }
 
 func (t *txn) run(o *op) (Result, error) {
@@ -117,11 +120,11 @@ func (t *txn) checkCond(at Path, meta roomMeta, exists bool, want uint64) error 
 	case at.Depth() == 0:
 		rev = meta.rev
 	case at.Depth() == 1:
-		if rec := t.data.Get(keyRecordKey(at.Room, at.Key)); rec != nil {
+		if rec := t.rooms.Get(keyRecordKey(at.Room, at.Key)); rec != nil {
 			rev, _ = recordRev(rec)
 		}
 	default:
-		if rec := t.data.Get(childRecordKey(at.Room, at.Key, at.Child)); rec != nil {
+		if rec := t.rooms.Get(childRecordKey(at.Room, at.Key, at.Child)); rec != nil {
 			rev, _ = recordRev(rec)
 		}
 	}
@@ -129,7 +132,7 @@ func (t *txn) checkCond(at Path, meta roomMeta, exists bool, want uint64) error 
 		return nil
 	}
 	var value []byte
-	err := func() (err error) { value, rev, err = readAt(t.data.Tx(), at); return }()
+	err := func() (err error) { value, rev, err = readAt(t.rooms.Tx(), at); return }()
 	if err != nil {
 		return err
 	}
@@ -143,7 +146,7 @@ func (t *txn) plan(o *op) ([]keyPlan, error) {
 	case o.kind == opPatch && o.at.Depth() == 0:
 		return t.planRoomPatch(o)
 	case o.kind == opPatch:
-		old, err := readKey(t.data, room, o.at.Key)
+		old, err := readKey(t.rooms, room, o.at.Key)
 		sets := make([]childValue, len(o.members))
 		for i, m := range o.members {
 			sets[i] = childValue{name: m.child, data: m.childData}
@@ -153,10 +156,10 @@ func (t *txn) plan(o *op) ([]keyPlan, error) {
 	case o.at.Depth() == 0:
 		return t.planRoomPut(o)
 	case o.at.Depth() == 1:
-		old, err := readKey(t.data, room, o.at.Key)
+		old, err := readKey(t.rooms, room, o.at.Key)
 		return []keyPlan{{name: o.at.Key, old: old, new: o.key, written: true}}, err
 	}
-	old, err := readKey(t.data, room, o.at.Key)
+	old, err := readKey(t.rooms, room, o.at.Key)
 	sets := []childValue{{name: o.at.Child, data: o.child}}
 	return []keyPlan{{name: o.at.Key, old: old, new: old.value.withChildren(sets), written: true,
 		writtenChildren: presentNames(sets)}}, err
@@ -164,7 +167,7 @@ func (t *txn) plan(o *op) ([]keyPlan, error) {
 
 // planRoomPut plans the replacement of a whole room: every old or new key.
 func (t *txn) planRoomPut(o *op) ([]keyPlan, error) {
-	old, err := readRoom(t.data, o.at.Room)
+	old, err := readRoom(t.rooms, o.at.Room)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +199,7 @@ func (t *txn) planRoomPatch(o *op) ([]keyPlan, error) {
 		}
 		group := ms[:n]
 		ms = ms[n:]
-		old, err := readKey(t.data, o.at.Room, group[0].key)
+		old, err := readKey(t.rooms, o.at.Room, group[0].key)
 		if err != nil {
 			return nil, err
 		}
@@ -299,18 +302,18 @@ func (t *txn) writeKey(room string, p keyPlan, rev uint64, o *op, c *change) err
 		var err error
 		switch {
 		case j == len(nu.children) || i < len(old.children) && old.children[i].name < nu.children[j].name:
-			err = t.data.Delete(childRecordKey(room, p.name, old.children[i].name))
+			err = t.rooms.Delete(childRecordKey(room, p.name, old.children[i].name))
 			noteBelow(p.name+"/"+old.children[i].name, 2)
 			i++
 		case i == len(old.children) || nu.children[j].name < old.children[i].name:
-			err = t.data.Put(childRecordKey(room, p.name, nu.children[j].name), encodeChildRecord(rev, nu.children[j].data))
+			err = t.rooms.Put(childRecordKey(room, p.name, nu.children[j].name), encodeChildRecord(rev, nu.children[j].data))
 			noteBelow(p.name+"/"+nu.children[j].name, 2)
 			j++
 		default:
 			name := nu.children[j].name
 			changed := !bytes.Equal(old.children[i].data, nu.children[j].data)
 			if _, written := slices.BinarySearch(p.writtenChildren, name); changed || written {
-				err = t.data.Put(childRecordKey(room, p.name, name), encodeChildRecord(rev, nu.children[j].data))
+				err = t.rooms.Put(childRecordKey(room, p.name, name), encodeChildRecord(rev, nu.children[j].data))
 			}
 			if changed {
 				noteBelow(p.name+"/"+name, 2)
@@ -331,9 +334,9 @@ func (t *txn) writeKey(room string, p keyPlan, rev uint64, o *op, c *change) err
 	var err error
 	switch {
 	case nu.absent() && p.old.rev != 0:
-		err = t.data.Delete(keyRecordKey(room, p.name))
+		err = t.rooms.Delete(keyRecordKey(room, p.name))
 	case !nu.absent() && (changed || p.written):
-		err = t.data.Put(keyRecordKey(room, p.name), encodeKeyRecord(rev, nu))
+		err = t.rooms.Put(keyRecordKey(room, p.name), encodeKeyRecord(rev, nu))
 	}
 	if err != nil {
 		return fmt.Errorf("write %s/%s: %w", room, p.name, err)
@@ -394,7 +397,7 @@ func (t *txn) finishRoom(room string, meta roomMeta, existed bool, c *change) er
 	}
 	meta.rev = c.rev
 	entry := c.encode()
-	if err := t.log.Put(logKey(room, c.rev), entry); err != nil {
+	if err := t.rooms.Put(logKey(room, c.rev), entry); err != nil {
 		return fmt.Errorf("log %s: %w", room, err)
 	}
 	meta.logCount++
@@ -402,20 +405,33 @@ func (t *txn) finishRoom(room string, meta roomMeta, existed bool, c *change) er
 	if err := t.trimLog(room, &meta); err != nil {
 		return err
 	}
-	if existed {
-		if err := t.expiry.Delete(expiryKey(meta.expires, room)); err != nil {
-			return fmt.Errorf("expiry %s: %w", room, err)
+	meta.expires = t.now.Add(t.s.opts.RoomTTL).UnixNano()
+	// The index entry moves only when it lags by an eighth of the TTL: the
+	// sweeper reads the exact time from meta when the entry comes due.
+	if !existed || meta.expires-meta.indexed > int64(t.s.opts.RoomTTL/8) {
+		if err := t.reindex(room, &meta, existed, meta.expires); err != nil {
+			return err
 		}
 	}
-	meta.expires = t.now.Add(t.s.opts.RoomTTL).UnixNano()
 	return t.putMeta(room, meta)
 }
 
-func (t *txn) putMeta(room string, meta roomMeta) error {
-	if err := t.expiry.Put(expiryKey(meta.expires, room), nil); err != nil {
+// reindex moves the room's expiry index entry to at.
+func (t *txn) reindex(room string, meta *roomMeta, indexed bool, at int64) error {
+	if indexed {
+		if err := t.expiry.Delete(expiryKey(meta.indexed, room)); err != nil {
+			return fmt.Errorf("expiry %s: %w", room, err)
+		}
+	}
+	meta.indexed = at
+	if err := t.expiry.Put(expiryKey(at, room), nil); err != nil {
 		return fmt.Errorf("expiry %s: %w", room, err)
 	}
-	if err := t.rooms.Put([]byte(room), meta.encode()); err != nil {
+	return nil
+}
+
+func (t *txn) putMeta(room string, meta roomMeta) error {
+	if err := t.rooms.Put(metaKey(room), meta.encode()); err != nil {
 		return fmt.Errorf("room %s: %w", room, err)
 	}
 	return nil
@@ -425,8 +441,8 @@ func (t *txn) putMeta(room string, meta roomMeta) error {
 // (the newest entry always stays), raising the floor of provable resumes.
 func (t *txn) trimLog(room string, meta *roomMeta) error {
 	lim := t.s.opts.Limits
-	prefix := roomPrefix(room)
-	c := t.log.Cursor()
+	prefix := logPrefix(room)
+	c := t.rooms.Cursor()
 	for meta.logCount > 1 && (meta.logCount > uint32(lim.MaxLogEntries) || meta.logBytes > uint64(lim.MaxLogBytes)) {
 		k, v := c.Seek(prefix)
 		if k == nil || !bytes.HasPrefix(k, prefix) {
@@ -444,17 +460,17 @@ func (t *txn) trimLog(room string, meta *roomMeta) error {
 
 // deleteRoom removes an emptied room's bookkeeping, log and expiry entry.
 func (t *txn) deleteRoom(room string, meta roomMeta) error {
-	prefix := roomPrefix(room)
-	c := t.log.Cursor()
+	prefix := logPrefix(room)
+	c := t.rooms.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
 		if err := c.Delete(); err != nil {
 			return fmt.Errorf("delete log of %s: %w", room, err)
 		}
 	}
-	if err := t.expiry.Delete(expiryKey(meta.expires, room)); err != nil {
+	if err := t.expiry.Delete(expiryKey(meta.indexed, room)); err != nil {
 		return fmt.Errorf("delete expiry of %s: %w", room, err)
 	}
-	if err := t.rooms.Delete([]byte(room)); err != nil {
+	if err := t.rooms.Delete(metaKey(room)); err != nil {
 		return fmt.Errorf("delete room %s: %w", room, err)
 	}
 	return nil

@@ -5,17 +5,23 @@
 //
 // # Bucket layout
 //
-//	meta    Sequence() = the last revision; "schema" = layout version
-//	rooms   room → roomMeta: incarnation (created), resume floor, last revision,
-//	        key count, bytes, log size, expiry time
-//	data    room 0x00 key            → rev(8) 'l' JSON   (a leaf value)
+//	meta    Sequence() = the last revision; "schema" = layout version;
+//	        "rooms" = the number of rooms
+//	rooms   room 0x00 BE(rev)        → change (location, data, what changed below it)
+//	        room 0x01 key            → rev(8) 'l' JSON   (a leaf value)
 //	                                 → rev(8) 'o'        (an object; children follow)
-//	        room 0x00 key 0x00 child → rev(8) JSON
-//	log     room 0x00 BE(rev)        → change (location, data, what changed below it)
-//	expiry  BE(expires unix ns) room → (empty)
+//	        room 0x01 key 0x00 child → rev(8) JSON
+//	        room 0x02                → roomMeta: incarnation (created), resume floor,
+//	                                   last revision, key count, bytes, log size, expiry
+//	expiry  BE(indexed unix ns) room → (empty)
 //
-// Names are [A-Za-z0-9_-], so 0x00 separates them and a room's records, a
-// key's children and a room's log entries are each one contiguous range.
+// Names are [A-Za-z0-9_-], all above 0x02, so a room's log, its data, a
+// key's children are each one contiguous range, and a room's entries are
+// contiguous too: a write appends to the log just before the data and meta
+// it changes, so a commit of many rooms writes about one page per room.
+// The expiry entry moves only when it lags the room's real expiry (in its
+// meta) by an eighth of the TTL; the sweeper re-reads the meta when it
+// comes due.
 //
 // # Guarantees
 //

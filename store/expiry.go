@@ -55,8 +55,17 @@ func (t *txn) sweep(limit int) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if !ok || !bytes.Equal(expiryKey(meta.expires, room), k) {
+		if !ok || !bytes.Equal(expiryKey(meta.indexed, room), k) {
 			if err := t.expiry.Delete(k); err != nil { // stale: cannot happen, but must not stick
+				return false, err
+			}
+			continue
+		}
+		if meta.expires > now { // written since it was indexed
+			if err := t.reindex(room, &meta, true, meta.expires); err != nil {
+				return false, err
+			}
+			if err := t.putMeta(room, meta); err != nil {
 				return false, err
 			}
 			continue
@@ -97,9 +106,9 @@ func later(a, b time.Time) time.Time {
 
 // postpone moves a room's expiry to until.
 func (t *txn) postpone(room string, meta roomMeta, until time.Time) error {
-	if err := t.expiry.Delete(expiryKey(meta.expires, room)); err != nil {
+	meta.expires = until.UnixNano()
+	if err := t.reindex(room, &meta, true, meta.expires); err != nil {
 		return err
 	}
-	meta.expires = until.UnixNano()
 	return t.putMeta(room, meta)
 }

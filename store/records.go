@@ -13,15 +13,17 @@ import (
 var (
 	bucketMeta   = []byte("meta")
 	bucketRooms  = []byte("rooms")
-	bucketData   = []byte("data")
-	bucketLog    = []byte("log")
 	bucketExpiry = []byte("expiry")
 )
 
-// schemaKey in bucketMeta holds the layout version; Open refuses others.
-var schemaKey = []byte("schema")
+// Keys in bucketMeta: the layout version (Open refuses others) and the
+// number of rooms.
+var (
+	schemaKey    = []byte("schema")
+	roomCountKey = []byte("rooms")
+)
 
-const schemaVersion = 1
+const schemaVersion = 2
 
 // recordOverhead is what each stored record costs beyond its name and value
 // in the room-size quota, so a room of many tiny records is bounded too.
@@ -36,12 +38,13 @@ type roomMeta struct {
 	rev      uint64 // revision of the last change in the room (its ETag)
 	bytes    uint64 // stored bytes as counted by the MaxRoomBytes quota
 	logBytes uint64 // bytes of the room's change log
-	expires  int64  // unix nanoseconds; also the room's expiry index key
+	expires  int64  // unix nanoseconds: when the room expires, watchers aside
+	indexed  int64  // unix nanoseconds: its expiry index key, at or before expires
 	keys     uint32
 	logCount uint32
 }
 
-const roomMetaSize = 6*8 + 2*4
+const roomMetaSize = 7*8 + 2*4
 
 func (m roomMeta) encode() []byte {
 	b := make([]byte, 0, roomMetaSize)
@@ -51,6 +54,7 @@ func (m roomMeta) encode() []byte {
 	b = binary.BigEndian.AppendUint64(b, m.bytes)
 	b = binary.BigEndian.AppendUint64(b, m.logBytes)
 	b = binary.BigEndian.AppendUint64(b, uint64(m.expires))
+	b = binary.BigEndian.AppendUint64(b, uint64(m.indexed))
 	b = binary.BigEndian.AppendUint32(b, m.keys)
 	return binary.BigEndian.AppendUint32(b, m.logCount)
 }
@@ -61,16 +65,30 @@ func decodeRoomMeta(b []byte) (roomMeta, error) {
 	}
 	u := func(i int) uint64 { return binary.BigEndian.Uint64(b[i*8:]) }
 	return roomMeta{
-		created: u(0), floor: u(1), rev: u(2), bytes: u(3), logBytes: u(4), expires: int64(u(5)),
-		keys:     binary.BigEndian.Uint32(b[48:]),
-		logCount: binary.BigEndian.Uint32(b[52:]),
+		created: u(0), floor: u(1), rev: u(2), bytes: u(3), logBytes: u(4), expires: int64(u(5)), indexed: int64(u(6)),
+		keys:     binary.BigEndian.Uint32(b[56:]),
+		logCount: binary.BigEndian.Uint32(b[60:]),
 	}, nil
 }
 
-// Record keys. Names never contain 0x00, so "room\0" prefixes exactly one
-// room's records and "room\0key\0" exactly one key's children.
+// Record keys, all in bucketRooms so that one room's records sit together:
+//
+//	room 0x00 BE(rev)     a change-log entry
+//	room 0x01 key         a key record
+//	room 0x01 key 0x00 c  a child record
+//	room 0x02             its roomMeta
+//
+// Names are [A-Za-z0-9_-], all above 0x02, so "room\0" prefixes exactly one
+// room's log, "room\1" its data, "room\1key\0" one key's children, and
+// nothing of another room falls between. A write appends to the log, sets
+// records and updates the meta: all at the end of the room's range, mostly in
+// one page, which is what a commit writes out.
 
-func roomPrefix(room string) []byte { return append([]byte(room), 0) }
+func logPrefix(room string) []byte { return append([]byte(room), 0) }
+
+func roomPrefix(room string) []byte { return append([]byte(room), 1) }
+
+func metaKey(room string) []byte { return append([]byte(room), 2) }
 
 func keyRecordKey(room, key string) []byte {
 	return append(roomPrefix(room), key...)
@@ -83,7 +101,7 @@ func childRecordKey(room, key, child string) []byte {
 }
 
 func logKey(room string, rev uint64) []byte {
-	return binary.BigEndian.AppendUint64(roomPrefix(room), rev)
+	return binary.BigEndian.AppendUint64(logPrefix(room), rev)
 }
 
 func expiryKey(expires int64, room string) []byte {
@@ -207,7 +225,7 @@ type namedKey struct {
 }
 
 func readMeta(rooms *bolt.Bucket, room string) (roomMeta, bool, error) {
-	b := rooms.Get([]byte(room))
+	b := rooms.Get(metaKey(room))
 	if b == nil {
 		return roomMeta{}, false, nil
 	}
@@ -221,11 +239,11 @@ func readMeta(rooms *bolt.Bucket, room string) (roomMeta, bool, error) {
 // readAt reads the value at a location and the revision of its last change
 // (0 and "null" when nothing is stored there).
 func readAt(tx *bolt.Tx, at Path) ([]byte, uint64, error) {
-	meta, ok, err := readMeta(tx.Bucket(bucketRooms), at.Room)
+	data := tx.Bucket(bucketRooms)
+	meta, ok, err := readMeta(data, at.Room)
 	if err != nil || !ok {
 		return []byte("null"), 0, err
 	}
-	data := tx.Bucket(bucketData)
 	switch at.Depth() {
 	case 0:
 		stored, err := readRoom(data, at.Room)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -126,7 +127,7 @@ func Open(path string, opts Options) (*Store, error) {
 // init creates the buckets and loads the counters.
 func (s *Store) init() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketRooms, bucketData, bucketLog, bucketExpiry} {
+		for _, name := range [][]byte{bucketMeta, bucketRooms, bucketExpiry} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -141,7 +142,9 @@ func (s *Store) init() error {
 			return fmt.Errorf("unknown schema version %v", v)
 		}
 		s.rev.Store(meta.Sequence())
-		s.rooms.Store(int64(tx.Bucket(bucketRooms).Stats().KeyN))
+		if n := meta.Get(roomCountKey); len(n) == 8 {
+			s.rooms.Store(int64(binary.BigEndian.Uint64(n)))
+		}
 		return nil
 	})
 }

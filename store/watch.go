@@ -129,7 +129,8 @@ func (w *Watcher) catchUp() ([]Event, error) {
 	var events []Event
 	cursor, provable, full := w.cursor, true, false
 	err := w.s.db.View(func(tx *bolt.Tx) error {
-		meta, ok, err := readMeta(tx.Bucket(bucketRooms), w.at.Room)
+		rooms := tx.Bucket(bucketRooms)
+		meta, ok, err := readMeta(rooms, w.at.Room)
 		if err != nil {
 			return err
 		}
@@ -137,8 +138,8 @@ func (w *Watcher) catchUp() ([]Event, error) {
 			provable = false
 			return nil
 		}
-		prefix := roomPrefix(w.at.Room)
-		c := tx.Bucket(bucketLog).Cursor()
+		prefix := logPrefix(w.at.Room)
+		c := rooms.Cursor()
 		n, size := 0, 0
 		for k, v := c.Seek(logKey(w.at.Room, cursor+1)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if n == catchUpPage || size > catchUpPageBytes {

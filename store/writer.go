@@ -72,8 +72,15 @@ func (s *Store) commit(batch []*op) {
 				return o.err
 			}
 		}
-		return nil
+		return t.countRooms(s.rooms.Load())
 	})
+	if errors.Is(err, berrors.ErrMaxSizeReached) && len(batch) > 1 {
+		// One large write must not fail the small ones that still fit.
+		for _, o := range batch {
+			s.commit([]*op{o})
+		}
+		return
+	}
 	if err != nil {
 		err = storageError(err)
 		s.opts.Logger.Error("commit failed", "ops", len(batch), "err", err)
