@@ -312,3 +312,18 @@ func TestBodyLimitAnswers413BeforeReading(t *testing.T) {
 		t.Fatalf("got %d, want 413", res.StatusCode)
 	}
 }
+
+func TestClientKeyGroupsIPv6By64(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"192.0.2.7":            "192.0.2.7",
+		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64",
+		"2001:db8:1:2::ffff":   "2001:db8:1:2::/64",
+		"::ffff:192.0.2.7":     "::ffff:192.0.2.7",
+		"not an address":       "not an address",
+	} {
+		if got := clientKey(in); got != want {
+			t.Errorf("clientKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

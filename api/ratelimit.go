@@ -3,6 +3,7 @@ package api
 import (
 	"math"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -31,9 +32,20 @@ func rateLimiter(rl RateLimit) echo.MiddlewareFunc {
 		Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
 			Rate: rate.Limit(rl.Rate), Burst: burst, ExpiresIn: 3 * time.Minute,
 		}),
-		IdentifierExtractor: func(c echo.Context) (string, error) { return c.RealIP(), nil },
+		IdentifierExtractor: func(c echo.Context) (string, error) { return clientKey(c.RealIP()), nil },
 		DenyHandler: func(echo.Context, string, error) error {
 			return &apiError{status: http.StatusTooManyRequests, msg: "rate limit: too many requests from your address", retryAfter: retry}
 		},
 	})
+}
+
+// clientKey names a client for per-client limits: its IPv4 address, or its
+// IPv6 /64, since one IPv6 host usually holds a whole /64.
+func clientKey(ip string) string {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil || addr.Is4() || addr.Is4In6() {
+		return ip
+	}
+	p, _ := addr.Prefix(64)
+	return p.String()
 }

@@ -17,7 +17,7 @@ import (
 // The handler owns the response until it returns (echo pools contexts).
 func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at store.Path, g grant) error {
 	after, resume, malformed := lastEventID(c.Request())
-	release, err := gate.acquire(at.Room, c.RealIP())
+	release, err := gate.acquire(at.Room, clientKey(c.RealIP()))
 	if err != nil {
 		return err
 	}
