@@ -13,16 +13,16 @@ import (
 // txn applies queued writes inside one bbolt write transaction. It is used by
 // the writer goroutine only.
 type txn struct {
-	s                              *Store
-	now                            time.Time
-	meta, rooms, data, log, expiry *bolt.Bucket
+	s                   *boltBackend
+	now                 time.Time
+	meta, rooms, expiry *bolt.Bucket
 
 	changes    []*change // committed with the transaction, in revision order
 	roomsDelta int64
 	expired    uint64
 }
 
-func (s *Store) newTxn(tx *bolt.Tx, now time.Time) *txn {
+func (s *boltBackend) newTxn(tx *bolt.Tx, now time.Time) *txn {
 	t := &txn{s: s, now: now, meta: tx.Bucket(bucketMeta), rooms: tx.Bucket(bucketRooms), expiry: tx.Bucket(bucketExpiry)}
 	// The index grows at its end; FillPercent is not persisted, so it is set
 	// in every write transaction.

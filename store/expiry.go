@@ -9,7 +9,7 @@ import (
 
 // sweep is the TTL sweeper goroutine: every sweepInterval it has the writer
 // delete the rooms that are due, in batches of at most maxGroup rooms.
-func (s *Store) sweep(ctx context.Context) {
+func (s *boltBackend) sweep(ctx context.Context) {
 	defer close(s.sweeperDone)
 	tick := time.NewTicker(s.sweepInterval())
 	defer tick.Stop()
@@ -30,7 +30,7 @@ func (s *Store) sweep(ctx context.Context) {
 }
 
 // sweepInterval is at most a minute, and at most the TTL when that is shorter.
-func (s *Store) sweepInterval() time.Duration {
+func (s *boltBackend) sweepInterval() time.Duration {
 	return min(time.Minute, s.opts.RoomTTL)
 }
 
@@ -85,7 +85,7 @@ func (t *txn) sweep(limit int) (bool, error) {
 }
 
 // keepUntil is the earliest time the room may expire given its watchers.
-func (s *Store) keepUntil(room string, now time.Time) time.Time {
+func (s *boltBackend) keepUntil(room string, now time.Time) time.Time {
 	watched, lastLeft := s.hub.watching(room)
 	if watched {
 		return now.Add(s.opts.RoomTTL)

@@ -550,7 +550,7 @@ func (m *modelRun) checkBookkeeping(room string) (roomMeta, bool) {
 	t := m.t
 	var meta roomMeta
 	var ok bool
-	err := m.s.db.View(func(tx *bolt.Tx) error {
+	err := m.s.be.(*boltBackend).db.View(func(tx *bolt.Tx) error {
 		var err error
 		meta, ok, err = readMeta(tx.Bucket(bucketRooms), room)
 		if err != nil {

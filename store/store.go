@@ -2,16 +2,9 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Limits are the per-value and per-room quotas. Zero fields take defaults.
@@ -64,107 +57,46 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Store is a set of rooms in one bbolt file. All methods are safe for
-// concurrent use.
+// Store is a set of rooms: the data model, quotas and watchers over a
+// backend that keeps them (a bbolt file, or an etcd cluster). All methods
+// are safe for concurrent use.
 type Store struct {
-	db      *bolt.DB
-	opts    Options // static after Open
-	started time.Time
-	hub     *hub
-
-	ops        chan *op      // to the writer goroutine
-	pushIDs    pushIDs       // owned by the writer goroutine
-	closeMu    sync.RWMutex  // guards closed against sends on ops
-	closed     bool          // ops is closed
-	writerDone chan struct{} // closed when the writer returned
-
-	stopSweeper context.CancelFunc
-	sweeperDone chan struct{}
-
-	rev     atomic.Uint64 // last committed revision
-	rooms   atomic.Int64  // rooms stored
-	expired atomic.Uint64 // rooms deleted by the TTL sweep since Open
+	opts Options // static after opening
+	hub  *hub
+	be   backend
 }
 
-// maxGroup caps how many queued writes share one commit.
-const maxGroup = 1000
-
-// Open opens or creates the database at path and starts its writer and TTL
-// sweeper. A file locked by another process fails with ErrLocked after
-// Options.OpenTimeout.
-func Open(path string, opts Options) (*Store, error) {
-	opts = opts.withDefaults()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        opts.OpenTimeout,
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-		MaxSize:        opts.MaxSize,
-	})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	s := &Store{
-		db: db, opts: opts, started: time.Now(),
-		hub:         newHub(opts.WatchQueue),
-		ops:         make(chan *op, maxGroup),
-		writerDone:  make(chan struct{}),
-		sweeperDone: make(chan struct{}),
-	}
-	if err := s.init(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	go s.write()
-	ctx, cancel := context.WithCancel(context.Background())
-	s.stopSweeper = cancel
-	go s.sweep(ctx)
-	return s, nil
+// backend is where rooms live. It applies parsed writes durably, one
+// revision each, and hands committed changes to the hub in revision order.
+type backend interface {
+	// submit applies one write; it returns once the write is durable.
+	submit(ctx context.Context, o *op) (Result, error)
+	// read is the value at a location with its revision (ETag).
+	read(at Path) (Value, error)
+	// snapshot is a put of "/" with the value at a location, whose Rev is
+	// the revision the read reflects.
+	snapshot(at Path) (Event, error)
+	// changesAfter reads up to limit changes of a room after a revision. It
+	// reports provable=false when it cannot show that it has them all, and
+	// more=true when it stopped at the limit.
+	changesAfter(room string, after uint64, limit int) (changes []*change, provable, more bool, err error)
+	// watched says a room got its first watcher on this node; unwatched,
+	// that its last one left. watched returns once changes committed from
+	// now on reach the hub.
+	watched(room string) error
+	unwatched(room string)
+	stats() Stats
+	close() error
 }
 
-// init creates the buckets and loads the counters.
-func (s *Store) init() error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketRooms, bucketExpiry} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		meta := tx.Bucket(bucketMeta)
-		switch v := meta.Get(schemaKey); {
-		case v == nil:
-			if err := meta.Put(schemaKey, []byte{schemaVersion}); err != nil {
-				return err
-			}
-		case len(v) != 1 || v[0] != schemaVersion:
-			return fmt.Errorf("unknown schema version %v", v)
-		}
-		s.rev.Store(meta.Sequence())
-		if n := meta.Get(roomCountKey); len(n) == 8 {
-			s.rooms.Store(int64(binary.BigEndian.Uint64(n)))
-		}
-		return nil
-	})
-}
-
-// Close stops the sweeper and the writer (queued writes are committed first),
-// ends every watcher with ErrClosed and closes the file.
+// Close ends every watcher with ErrClosed and closes the backend; writes
+// already queued are committed first.
 func (s *Store) Close() error {
-	s.closeMu.Lock()
-	if s.closed {
-		s.closeMu.Unlock()
-		return ErrClosed
+	if err := s.be.close(); err != nil {
+		return err
 	}
-	s.closed = true
-	close(s.ops) // no sender holds closeMu now, and none will send again
-	s.closeMu.Unlock()
-	s.stopSweeper()
-	<-s.sweeperDone
-	<-s.writerDone
 	s.hub.close()
-	return s.db.Close()
+	return nil
 }
 
 // Value is a location's value with the revision of its last change; Rev is 0
@@ -179,12 +111,7 @@ func (s *Store) Get(at Path) (Value, error) {
 	if err := at.check(); err != nil {
 		return Value{}, err
 	}
-	var v Value
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
-		v.Data, v.Rev, err = readAt(tx, at)
-		return err
-	})
+	v, err := s.be.read(at)
 	if err != nil {
 		return Value{}, fmt.Errorf("read %s: %w", at, err)
 	}
@@ -201,7 +128,9 @@ type Stats struct {
 
 // Stats reads the counters.
 func (s *Store) Stats() Stats {
-	return Stats{Revision: s.rev.Load(), Rooms: s.rooms.Load(), Expired: s.expired.Load(), Watchers: s.hub.count()}
+	st := s.be.stats()
+	st.Watchers = s.hub.count()
+	return st
 }
 
 // Cond is a write's precondition on its location's revision (If-Match).
@@ -282,27 +211,10 @@ func (s *Store) checkBody(body []byte) error {
 	return checkText(body)
 }
 
-// submit hands a write to the writer and waits for its commit. Once queued,
-// a write is committed or failed whatever happens to ctx.
+// submit validates a write's location and hands it to the backend.
 func (s *Store) submit(ctx context.Context, o *op) (Result, error) {
-	if o.kind != opSweep {
-		if err := o.at.check(); err != nil {
-			return Result{}, err
-		}
+	if err := o.at.check(); err != nil {
+		return Result{}, err
 	}
-	o.done = make(chan struct{})
-	s.closeMu.RLock()
-	if s.closed {
-		s.closeMu.RUnlock()
-		return Result{}, ErrClosed
-	}
-	select {
-	case s.ops <- o:
-	case <-ctx.Done():
-		s.closeMu.RUnlock()
-		return Result{}, ctx.Err()
-	}
-	s.closeMu.RUnlock()
-	<-o.done
-	return o.res, o.err
+	return s.be.submit(ctx, o)
 }

@@ -46,7 +46,7 @@ func openPath(t testing.TB, path string, opts Options) *testStore {
 	user := opts.OnCommit
 	opts.OnCommit = func(ops int, elapsed time.Duration, err error) {
 		if s := sp.Load(); s != nil {
-			tr.set(s.rev.Load())
+			tr.set(s.be.stats().Revision)
 		}
 		if user != nil {
 			user(ops, elapsed, err)

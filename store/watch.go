@@ -1,14 +1,11 @@
 package store
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
 
@@ -109,12 +106,7 @@ func (w *Watcher) signal() {
 }
 
 func (w *Watcher) snapshot() ([]Event, error) {
-	var ev Event
-	err := w.s.db.View(func(tx *bolt.Tx) error {
-		data, _, err := readAt(tx, w.at)
-		ev = Event{Rev: tx.Bucket(bucketMeta).Sequence(), Path: "/", Data: data}
-		return err
-	})
+	ev, err := w.s.be.snapshot(w.at)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot of %s: %w", w.at, err)
 	}
@@ -126,39 +118,7 @@ func (w *Watcher) snapshot() ([]Event, error) {
 // catchUp reads the next page of logged changes after the cursor, falling
 // back to a snapshot when the log cannot prove it is complete.
 func (w *Watcher) catchUp() ([]Event, error) {
-	var events []Event
-	cursor, provable, full := w.cursor, true, false
-	err := w.s.db.View(func(tx *bolt.Tx) error {
-		rooms := tx.Bucket(bucketRooms)
-		meta, ok, err := readMeta(rooms, w.at.Room)
-		if err != nil {
-			return err
-		}
-		if !ok || cursor < meta.floor || cursor > tx.Bucket(bucketMeta).Sequence() {
-			provable = false
-			return nil
-		}
-		prefix := logPrefix(w.at.Room)
-		c := rooms.Cursor()
-		n, size := 0, 0
-		for k, v := c.Seek(logKey(w.at.Room, cursor+1)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if n == catchUpPage || size > catchUpPageBytes {
-				full = true
-				break
-			}
-			rev := binary.BigEndian.Uint64(k[len(prefix):])
-			ch, err := decodeChange(w.at.Room, rev, v)
-			if err != nil {
-				return err
-			}
-			if ev, ok := ch.eventFor(w.at); ok {
-				events = append(events, ev)
-			}
-			cursor = rev
-			n, size = n+1, size+len(v)
-		}
-		return nil
-	})
+	changes, provable, more, err := w.s.be.changesAfter(w.at.Room, w.cursor, catchUpPage)
 	if err != nil {
 		return nil, fmt.Errorf("catch up %s after %d: %w", w.at, w.cursor, err)
 	}
@@ -166,8 +126,14 @@ func (w *Watcher) catchUp() ([]Event, error) {
 		return w.snapshot()
 	}
 	w.replayed = true
-	w.cursor = cursor
-	if !full {
+	var events []Event
+	for _, c := range changes {
+		if ev, ok := c.eventFor(w.at); ok {
+			events = append(events, ev)
+		}
+		w.cursor = c.rev
+	}
+	if !more {
 		// Everything committed before this read is delivered; everything
 		// after it was queued, since the watcher registered first.
 		w.mode = modeLive
@@ -222,7 +188,8 @@ func (w *Watcher) offer(c *change, limit int) {
 
 // hub holds the watchers of each room.
 type hub struct {
-	queueLimit int // static
+	queueLimit int     // static
+	be         backend // static once the store is open
 
 	mu       sync.Mutex
 	rooms    map[string]map[*Watcher]struct{}
@@ -243,6 +210,10 @@ func (h *hub) add(w *Watcher) error {
 	}
 	ws := h.rooms[w.at.Room]
 	if ws == nil {
+		// Under h.mu, so the room's feed is up before anyone reads it.
+		if err := h.be.watched(w.at.Room); err != nil {
+			return err
+		}
 		ws = make(map[*Watcher]struct{})
 		h.rooms[w.at.Room] = ws
 	}
@@ -263,6 +234,7 @@ func (h *hub) remove(w *Watcher) {
 	if len(ws) == 0 {
 		delete(h.rooms, w.at.Room)
 		h.lastLeft[w.at.Room] = time.Now()
+		h.be.unwatched(w.at.Room)
 	}
 	w.mu.Lock()
 	w.closed, w.queue = true, nil

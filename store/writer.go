@@ -40,7 +40,7 @@ type op struct {
 // write is the writer goroutine: it takes everything queued (up to maxGroup),
 // applies it in one transaction, commits, replies to each caller, then hands
 // the committed changes to watchers in revision order.
-func (s *Store) write() {
+func (s *boltBackend) write() {
 	defer close(s.writerDone)
 	batch := make([]*op, 0, maxGroup)
 	for first := range s.ops {
@@ -61,7 +61,7 @@ func (s *Store) write() {
 	}
 }
 
-func (s *Store) commit(batch []*op) {
+func (s *boltBackend) commit(batch []*op) {
 	start := time.Now()
 	var t *txn
 	err := s.db.Update(func(tx *bolt.Tx) error {
