@@ -2,6 +2,9 @@ module github.com/sigbase/sigbase
 
 go 1.26.8
 
+// npm installs the client's test tools here; they are no Go packages.
+ignore ./client-js/node_modules
+
 require (
 	github.com/labstack/echo/v4 v4.16.0
 	github.com/prometheus/client_golang v1.25.0

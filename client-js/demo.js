@@ -1,1 +1,251 @@
-// placeholder
+// The demo page: create or join a room, then a video call and a chat over a
+// data channel, signaled through sigbase. Same-origin module, no inline code
+// (the page's Content-Security-Policy forbids it).
+import { connect, randomRoomName } from './sigbase.js';
+import { startCall } from './webrtc.js';
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  roomForm: $('room-form'), room: $('room'), create: $('create'), join: $('join'), hangup: $('hangup'),
+  shareBox: $('share-box'), share: $('share'), copy: $('copy'),
+  local: $('local'), remote: $('remote'), unmute: $('unmute'),
+  chatLog: $('chat-log'), chatForm: $('chat-form'), chatInput: $('chat-input'), chatSend: $('chat-send'),
+  status: $('status'), stateLog: $('state-log'),
+};
+const ROOM_NAME = /^[A-Za-z0-9_-]{1,128}$/;
+
+let session = null; // { role, room, stream, call, channel } while in a room
+/** Milliseconds from page load to channelOpen and firstFrame, for the tests. */
+const marks = {};
+
+// For tests and curious developers: the current room and call.
+window.sigbaseDemo = {
+  get room() { return session?.room; },
+  get call() { return session?.call; },
+  marks,
+};
+
+function params() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const query = new URLSearchParams(location.search);
+  return { room: hash.get('room') ?? query.get('room'), relay: (hash.get('relay') ?? query.get('relay')) === '1' };
+}
+
+function log(text, kind = '') {
+  const li = document.createElement('li');
+  const time = document.createElement('time');
+  time.textContent = `${(performance.now() / 1000).toFixed(2)} s`;
+  li.append(time, text);
+  if (kind) li.className = kind;
+  ui.stateLog.append(li);
+  ui.stateLog.scrollTop = ui.stateLog.scrollHeight;
+}
+
+function mark(key, label) {
+  if (marks[key] !== undefined) return;
+  marks[key] = performance.now();
+  performance.mark(`sigbase:${key}`);
+  log(`${label} ${Math.round(marks[key])} ms after page load`);
+}
+
+function chat(who, text) {
+  const li = document.createElement('li');
+  const name = document.createElement('span');
+  name.className = 'who';
+  name.textContent = who;
+  li.append(name, text);
+  if (who === 'you') li.className = 'me';
+  ui.chatLog.append(li);
+  ui.chatLog.scrollTop = ui.chatLog.scrollHeight;
+}
+
+function setStatus(text, kind = '') {
+  ui.status.textContent = text;
+  ui.status.className = `badge ${kind}`;
+}
+
+function setInRoom(inRoom) {
+  ui.create.disabled = inRoom;
+  ui.join.disabled = inRoom;
+  ui.room.disabled = inRoom;
+  ui.hangup.disabled = !inRoom;
+}
+
+function setChat(open) {
+  ui.chatInput.disabled = !open;
+  ui.chatSend.disabled = !open;
+  ui.chatInput.placeholder = open ? 'say something' : 'the data channel opens when the peer joins';
+}
+
+function showShare(name) {
+  const { relay } = params();
+  ui.share.href = `${location.origin}/#room=${name}${relay ? '&relay=1' : ''}`;
+  ui.share.textContent = ui.share.href;
+  ui.shareBox.hidden = false;
+}
+
+async function localMedia() {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    log('no camera access here: it needs https or localhost', 'error');
+    return null;
+  }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: true });
+    ui.local.srcObject = stream;
+    return stream;
+  } catch (err) {
+    log(`no camera or microphone (${err.name}): receiving only`, 'error');
+    return null;
+  }
+}
+
+async function start(role, name) {
+  if (session) return;
+  setInRoom(true);
+  ui.room.value = name;
+  const { relay } = params();
+  history.replaceState(null, '', `#room=${name}${relay ? '&relay=1' : ''}`);
+  sessionStorage.setItem(`sigbase-role:${name}`, role);
+  showShare(name);
+  const current = { role, room: null, stream: null, call: null, channel: null };
+  session = current;
+  current.stream = await localMedia();
+  current.room = connect(location.origin, { room: name });
+  current.room.onstate((state, err) => log(`signaling ${state}${err ? `: ${err.message}` : ''}`, err ? 'error' : ''));
+  log(`${role === 'caller' ? 'created' : 'joining'} room ${name}${relay ? ' (relay only)' : ''}`);
+  try {
+    current.call = await startCall(current.room, {
+      role,
+      stream: current.stream,
+      receive: ['audio', 'video'],
+      config: relay ? { iceTransportPolicy: 'relay' } : {},
+      onTrack: (track, stream) => showRemote(stream),
+      onDataChannel: (channel) => wireChannel(current, channel),
+      onState: (state) => setStatus(state, { connected: 'connected', failed: 'failed' }[state]),
+      onEnd: (reason) => onEnd(current, reason),
+      onError: (err) => log(`error: ${err.message}`, 'error'),
+    });
+  } catch (err) {
+    log(`could not start the call: ${err.message}`, 'error');
+    return teardown(current);
+  }
+  if (session !== current) return;
+  watchPeer(current.call.pc);
+  log(role === 'caller' ? 'offer written: waiting for the peer' : 'waiting for the offer');
+}
+
+function watchPeer(pc) {
+  pc.addEventListener('signalingstatechange', () => log(`signaling state ${pc.signalingState}`));
+  pc.addEventListener('icegatheringstatechange', () => log(`ICE gathering ${pc.iceGatheringState}`));
+  pc.addEventListener('iceconnectionstatechange', () => log(`ICE ${pc.iceConnectionState}`));
+  pc.addEventListener('connectionstatechange', () => log(`peer connection ${pc.connectionState}`, pc.connectionState === 'failed' ? 'error' : ''));
+}
+
+function showRemote(stream) {
+  if (ui.remote.srcObject === stream) return;
+  ui.remote.srcObject = stream;
+  ui.remote.play().catch(() => {
+    // Autoplay with sound needs a click on this page: play muted meanwhile.
+    ui.remote.muted = true;
+    ui.unmute.hidden = false;
+    ui.remote.play().catch(() => {});
+  });
+  if ('requestVideoFrameCallback' in ui.remote) {
+    ui.remote.requestVideoFrameCallback(() => mark('firstFrame', 'first remote video frame'));
+  } else {
+    ui.remote.addEventListener('loadeddata', () => mark('firstFrame', 'first remote video frame'), { once: true });
+  }
+}
+
+function wireChannel(current, channel) {
+  current.channel = channel;
+  channel.addEventListener('open', () => {
+    mark('channelOpen', 'data channel open');
+    setChat(true);
+  });
+  channel.addEventListener('message', (ev) => chat('peer', String(ev.data)));
+  channel.addEventListener('close', () => {
+    setChat(false);
+    if (session === current) log('data channel closed');
+  });
+}
+
+function onEnd(current, reason) {
+  if (session !== current) return;
+  log(`call ended: ${reason}`, reason === 'hangup' ? '' : 'error');
+  teardown(current);
+  if (reason === 'offer replaced' && current.role === 'callee') {
+    log('the caller restarted: joining again');
+    start('callee', current.room.name);
+  }
+}
+
+function teardown(current) {
+  current.call?.end('hangup');
+  current.room?.close();
+  for (const track of current.stream?.getTracks() ?? []) track.stop();
+  if (session !== current) return;
+  session = null;
+  ui.local.srcObject = null;
+  ui.remote.srcObject = null;
+  ui.unmute.hidden = true;
+  setChat(false);
+  setInRoom(false);
+  setStatus('idle');
+}
+
+async function hangup() {
+  const current = session;
+  if (!current) return;
+  ui.hangup.disabled = true;
+  try {
+    if (current.call) await current.call.hangup({ deleteRoom: true });
+    else await current.room?.delete();
+    log('hung up: room deleted');
+  } catch (err) {
+    log(`hang-up: ${err.message}`, 'error');
+  }
+  sessionStorage.removeItem(`sigbase-role:${current.room?.name}`);
+  teardown(current);
+  ui.shareBox.hidden = true;
+  history.replaceState(null, '', params().relay ? '#relay=1' : location.pathname);
+}
+
+ui.create.addEventListener('click', () => start('caller', randomRoomName()));
+ui.roomForm.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const name = ui.room.value.trim();
+  if (!ROOM_NAME.test(name)) return ui.room.reportValidity();
+  start('callee', name);
+});
+ui.hangup.addEventListener('click', hangup);
+ui.copy.addEventListener('click', () => {
+  navigator.clipboard?.writeText(ui.share.href).then(() => log('link copied'), () => log('copy failed: select the link instead'));
+});
+ui.unmute.addEventListener('click', () => {
+  ui.remote.muted = false;
+  ui.unmute.hidden = true;
+});
+ui.chatForm.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const text = ui.chatInput.value.trim();
+  if (!text || session?.channel?.readyState !== 'open') return;
+  session.channel.send(text);
+  chat('you', text);
+  ui.chatInput.value = '';
+});
+window.addEventListener('pagehide', () => {
+  // Leave the room as it is, so a reload can take the call up again.
+  session?.call?.end('page closed');
+  session?.room?.close();
+});
+
+// A link with #room=NAME joins at once; a reload keeps this tab's role.
+function joinFromURL() {
+  const { room } = params();
+  if (session || !room || !ROOM_NAME.test(room)) return;
+  start(sessionStorage.getItem(`sigbase-role:${room}`) ?? 'callee', room);
+}
+window.addEventListener('hashchange', joinFromURL);
+log('ready');
+joinFromURL();

@@ -23,9 +23,9 @@ import (
 )
 
 var (
-	buildOnce sync.Once
-	binary    string
-	buildErr  error
+	buildOnce  sync.Once
+	sigbaseBin string
+	buildErr   error
 )
 
 // sigbaseBinary builds the real binary once per test run.
@@ -37,8 +37,8 @@ func sigbaseBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
-		binary = filepath.Join(dir, "sigbase")
-		out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+		sigbaseBin = filepath.Join(dir, "sigbase")
+		out, err := exec.Command("go", "build", "-o", sigbaseBin, ".").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -46,7 +46,7 @@ func sigbaseBinary(t *testing.T) string {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	return binary
+	return sigbaseBin
 }
 
 // process is the binary running as a child.

@@ -291,3 +291,11 @@ func TestTokenCommandAndAuth(t *testing.T) {
 		t.Fatal("serve with a 5-byte secret started")
 	}
 }
+
+func TestWildcardListenerShowsAnOpenableURL(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil, "--data", filepath.Join(t.TempDir(), "db"), "--addr", "0.0.0.0:0")
+	if !strings.HasPrefix(s.url, "http://127.0.0.1:") {
+		t.Fatalf("listening line shows %s", s.url)
+	}
+}

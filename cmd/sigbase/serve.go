@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -187,7 +188,7 @@ func listenAndServe(ctx context.Context, c *serveConfig, st *store.Store, metric
 			served <- srv.Serve(ln)
 		}
 	}()
-	fmt.Fprintf(stdout, "listening on %s://%s\n", scheme, ln.Addr())
+	fmt.Fprintf(stdout, "listening on %s://%s\n", scheme, displayAddr(ln.Addr()))
 	if note = strings.TrimSpace(note); note != "" {
 		fmt.Fprintln(stdout, note)
 	}
@@ -210,6 +211,16 @@ func listenAndServe(ctx context.Context, c *serveConfig, st *store.Store, metric
 		err = nil
 	}
 	return err
+}
+
+// displayAddr is an address a browser on this machine can open: a wildcard
+// listener ([::]:8080) is shown as 127.0.0.1:8080.
+func displayAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return a.String()
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp.Port))
 }
 
 func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {

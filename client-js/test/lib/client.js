@@ -1,0 +1,56 @@
+// sigbase.js as shipped, wired to npm eventsource for Node.
+import { EventSource } from 'eventsource';
+import { connect } from '../../sigbase.js';
+
+/** Every EventSource a test's rooms opened, to check they were closed. */
+export const eventSources = [];
+
+export class RecordingEventSource extends EventSource {
+  constructor(...args) {
+    super(...args);
+    eventSources.push(this);
+  }
+}
+
+/** Opens a room closed at the end of the test; records its states. */
+export function open(t, url, options = {}) {
+  const room = connect(url, { EventSource: RecordingEventSource, ...options });
+  room.states = [];
+  room.onstate((s) => room.states.push(s));
+  t.after(() => room.close());
+  return room;
+}
+
+/** Records each call of room.recv(key) as its value. */
+export function recvLog(room, key) {
+  const calls = [];
+  hide(calls, 'unsubscribe', room.recv(key, (v) => calls.push(v)));
+  return calls;
+}
+
+/** Records each call of room.recvChild(key) as [id, value]. */
+export function childLog(room, key) {
+  const calls = [];
+  hide(calls, 'unsubscribe', room.recvChild(key, (v, id) => calls.push([id, v])));
+  hide(calls, 'ids', () => calls.map(([id]) => id));
+  return calls;
+}
+
+// hide adds a method that deepEqual does not compare.
+function hide(obj, name, value) {
+  Object.defineProperty(obj, name, { value, enumerable: false });
+}
+
+/** Writes to a room with plain fetch: no stream of its own. */
+export function restWriter(url, room) {
+  const call = async (method, key, value) => {
+    const res = await fetch(`${url}/rooms/${room}/${key}`, { method, body: JSON.stringify(value) });
+    const body = await res.json();
+    if (!res.ok) throw new Error(`${method} ${key}: ${res.status} ${body.error}`);
+    return body;
+  };
+  return {
+    push: async (key, value) => (await call('POST', key, value)).name,
+    send: (key, value) => call('PUT', key, value),
+  };
+}
