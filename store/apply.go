@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -47,21 +46,6 @@ func (t *txn) run(o *op) (Result, error) {
 	return t.apply(o)
 }
 
-// keyPlan is what a write does to one key of its room.
-type keyPlan struct {
-	name string
-	old  storedKey
-	new  keyValue
-	// written: the key is the written location or above it, so its revision
-	// moves even when its value does not.
-	written bool
-	// writtenChildren (sorted): children written by name, whose revisions
-	// move even when their values do not.
-	writtenChildren []string
-	// viaChildren: a room PATCH touched the key only through key/child members.
-	viaChildren bool
-}
-
 // apply runs one PUT, DELETE, POST or PATCH: check the precondition, plan the
 // new state of each affected key, check quotas, then write records, the
 // change-log entry, the room's bookkeeping and its expiry. A write that
@@ -80,30 +64,18 @@ func (t *txn) apply(o *op) (Result, error) {
 	if o.kind == opPush {
 		o.at.Child = t.s.pushIDs.next(t.now)
 	}
-	plans, err := t.plan(o)
+	recs := boltRecords{t.rooms}
+	plans, err := prepare(o, recs, t.s.opts.Limits, &meta)
 	if err != nil {
-		return Result{}, err
-	}
-	if err := t.checkQuotas(room, &meta, plans); err != nil {
 		return Result{}, err
 	}
 	rev, err := t.meta.NextSequence()
 	if err != nil {
 		return Result{}, fmt.Errorf("next revision: %w", err)
 	}
-	c := &change{rev: rev, at: o.at, patch: o.kind == opPatch}
-	for _, p := range plans {
-		if err := t.writeKey(room, p, rev, o, c); err != nil {
-			return Result{}, err
-		}
-	}
-	slices.Sort(c.below)
-	c.gone = exists && meta.keys == 0 && o.at.Depth() == 0
-	res := t.result(o, plans, meta.keys > 0, rev)
-	if c.patch {
-		c.data = o.patchJSON
-	} else {
-		c.data = res.Value
+	c, res, err := commitPlans(recs, o, plans, rev, exists, meta.keys)
+	if err != nil {
+		return Result{}, err
 	}
 	if err := t.finishRoom(room, meta, exists, c); err != nil {
 		return Result{}, err
@@ -137,247 +109,6 @@ func (t *txn) checkCond(at Path, meta roomMeta, exists bool, want uint64) error 
 		return err
 	}
 	return &ConditionError{Value: value, Rev: rev}
-}
-
-// plan reads the keys a write touches and computes their new values.
-func (t *txn) plan(o *op) ([]keyPlan, error) {
-	room := o.at.Room
-	switch {
-	case o.kind == opPatch && o.at.Depth() == 0:
-		return t.planRoomPatch(o)
-	case o.kind == opPatch:
-		old, err := readKey(t.rooms, room, o.at.Key)
-		sets := make([]childValue, len(o.members))
-		for i, m := range o.members {
-			sets[i] = childValue{name: m.child, data: m.childData}
-		}
-		return []keyPlan{{name: o.at.Key, old: old, new: old.value.withChildren(sets), written: true,
-			writtenChildren: presentNames(sets)}}, err
-	case o.at.Depth() == 0:
-		return t.planRoomPut(o)
-	case o.at.Depth() == 1:
-		old, err := readKey(t.rooms, room, o.at.Key)
-		return []keyPlan{{name: o.at.Key, old: old, new: o.key, written: true}}, err
-	}
-	old, err := readKey(t.rooms, room, o.at.Key)
-	sets := []childValue{{name: o.at.Child, data: o.child}}
-	return []keyPlan{{name: o.at.Key, old: old, new: old.value.withChildren(sets), written: true,
-		writtenChildren: presentNames(sets)}}, err
-}
-
-// planRoomPut plans the replacement of a whole room: every old or new key.
-func (t *txn) planRoomPut(o *op) ([]keyPlan, error) {
-	old, err := readRoom(t.rooms, o.at.Room)
-	if err != nil {
-		return nil, err
-	}
-	var plans []keyPlan
-	i, j := 0, 0
-	for i < len(old) || j < len(o.room) {
-		switch {
-		case j == len(o.room) || i < len(old) && old[i].name < o.room[j].name:
-			plans = append(plans, keyPlan{name: old[i].name, old: old[i].storedKey})
-			i++
-		case i == len(old) || o.room[j].name < old[i].name:
-			plans = append(plans, keyPlan{name: o.room[j].name, new: o.room[j].value})
-			j++
-		default:
-			plans = append(plans, keyPlan{name: old[i].name, old: old[i].storedKey, new: o.room[j].value})
-			i, j = i+1, j+1
-		}
-	}
-	return plans, nil
-}
-
-// planRoomPatch groups a room PATCH's members (sorted by key, then child) by key.
-func (t *txn) planRoomPatch(o *op) ([]keyPlan, error) {
-	var plans []keyPlan
-	for ms := o.members; len(ms) > 0; {
-		n := 1
-		for n < len(ms) && ms[n].key == ms[0].key {
-			n++
-		}
-		group := ms[:n]
-		ms = ms[n:]
-		old, err := readKey(t.rooms, o.at.Room, group[0].key)
-		if err != nil {
-			return nil, err
-		}
-		p := keyPlan{name: group[0].key, old: old, written: true}
-		if group[0].child == "" {
-			p.new = group[0].keyValue
-		} else {
-			sets := make([]childValue, len(group))
-			for i, m := range group {
-				sets[i] = childValue{name: m.child, data: m.childData}
-			}
-			p.new, p.writtenChildren, p.viaChildren = old.value.withChildren(sets), presentNames(sets), true
-		}
-		plans = append(plans, p)
-	}
-	return plans, nil
-}
-
-// withChildren is v with children set (nil data deletes). sets is sorted by
-// name. As in Firebase, writing a child under a leaf replaces the leaf;
-// deleting one leaves it.
-func (v keyValue) withChildren(sets []childValue) keyValue {
-	if v.leaf != nil {
-		if len(presentNames(sets)) == 0 {
-			return v
-		}
-		v = keyValue{}
-	}
-	var out []childValue
-	i, j := 0, 0
-	for i < len(v.children) || j < len(sets) {
-		switch {
-		case j == len(sets) || i < len(v.children) && v.children[i].name < sets[j].name:
-			out = append(out, v.children[i])
-			i++
-		case i == len(v.children) || sets[j].name < v.children[i].name:
-			if sets[j].data != nil {
-				out = append(out, sets[j])
-			}
-			j++
-		default:
-			if sets[j].data != nil {
-				out = append(out, sets[j])
-			}
-			i, j = i+1, j+1
-		}
-	}
-	return keyValue{children: out}
-}
-
-func presentNames(sets []childValue) []string {
-	var names []string
-	for _, c := range sets {
-		if c.data != nil {
-			names = append(names, c.name)
-		}
-	}
-	return names
-}
-
-// checkQuotas computes the room's key count and size after the plans and
-// stores them in meta. Quotas refuse growth only: a room already over a
-// lowered limit can still shrink.
-func (t *txn) checkQuotas(room string, meta *roomMeta, plans []keyPlan) error {
-	lim := t.s.opts.Limits
-	keys, size := int64(meta.keys), int64(meta.bytes)
-	for _, p := range plans {
-		switch {
-		case p.old.value.absent() && !p.new.absent():
-			keys++
-		case !p.old.value.absent() && p.new.absent():
-			keys--
-		}
-		size += int64(p.new.size(p.name)) - int64(p.old.value.size(p.name))
-		if n := len(p.new.children); n > lim.MaxChildren && n > len(p.old.value.children) {
-			return fmt.Errorf("%w: %s/%s would hold %d children, limit %d", ErrTooManyChildren, room, p.name, n, lim.MaxChildren)
-		}
-	}
-	if keys > int64(lim.MaxKeys) && keys > int64(meta.keys) {
-		return fmt.Errorf("%w: room %s would hold %d keys, limit %d", ErrTooManyKeys, room, keys, lim.MaxKeys)
-	}
-	if size > int64(lim.MaxRoomBytes) && size > int64(meta.bytes) {
-		return fmt.Errorf("%w: room %s would hold %d bytes, limit %d", ErrRoomTooLarge, room, size, lim.MaxRoomBytes)
-	}
-	meta.keys, meta.bytes = uint32(keys), uint64(size)
-	return nil
-}
-
-// writeKey writes one planned key and notes in c which locations below the
-// written one changed.
-func (t *txn) writeKey(room string, p keyPlan, rev uint64, o *op, c *change) error {
-	old, nu := p.old.value, p.new
-	noteBelow := func(name string, depth int) {
-		if o.at.Depth() < depth {
-			c.below = append(c.below, name)
-		}
-	}
-	i, j := 0, 0
-	for i < len(old.children) || j < len(nu.children) {
-		var err error
-		switch {
-		case j == len(nu.children) || i < len(old.children) && old.children[i].name < nu.children[j].name:
-			err = t.rooms.Delete(childRecordKey(room, p.name, old.children[i].name))
-			noteBelow(p.name+"/"+old.children[i].name, 2)
-			i++
-		case i == len(old.children) || nu.children[j].name < old.children[i].name:
-			err = t.rooms.Put(childRecordKey(room, p.name, nu.children[j].name), encodeChildRecord(rev, nu.children[j].data))
-			noteBelow(p.name+"/"+nu.children[j].name, 2)
-			j++
-		default:
-			name := nu.children[j].name
-			changed := !bytes.Equal(old.children[i].data, nu.children[j].data)
-			if _, written := slices.BinarySearch(p.writtenChildren, name); changed || written {
-				err = t.rooms.Put(childRecordKey(room, p.name, name), encodeChildRecord(rev, nu.children[j].data))
-			}
-			if changed {
-				noteBelow(p.name+"/"+name, 2)
-			}
-			i, j = i+1, j+1
-		}
-		if err != nil {
-			return fmt.Errorf("write %s/%s: %w", room, p.name, err)
-		}
-	}
-	changed := !old.equal(nu)
-	if changed {
-		noteBelow(p.name, 1)
-		if o.kind == opPatch && p.viaChildren {
-			c.images = append(c.images, image{key: p.name, data: nu.json()})
-		}
-	}
-	var err error
-	switch {
-	case nu.absent() && p.old.rev != 0:
-		err = t.rooms.Delete(keyRecordKey(room, p.name))
-	case !nu.absent() && (changed || p.written):
-		err = t.rooms.Put(keyRecordKey(room, p.name), encodeKeyRecord(rev, nu))
-	}
-	if err != nil {
-		return fmt.Errorf("write %s/%s: %w", room, p.name, err)
-	}
-	return nil
-}
-
-// result is what the caller of a write gets back.
-func (t *txn) result(o *op, plans []keyPlan, roomExists bool, rev uint64) Result {
-	var present bool
-	res := Result{Rev: rev}
-	switch o.at.Depth() {
-	case 0:
-		present = roomExists
-		if o.kind == opPut {
-			res.Value = roomJSON(o.room)
-		}
-	case 1:
-		present = !plans[0].new.absent()
-		if o.kind == opPut {
-			res.Value = plans[0].new.json()
-		}
-	default:
-		data := plans[0].new.child(o.at.Child)
-		present = data != nil
-		res.Value = data
-		if data == nil {
-			res.Value = []byte("null")
-		}
-	}
-	if o.kind == opPatch {
-		res.Value = o.patchJSON
-	}
-	if o.kind == opPush {
-		res.Name = o.at.Child
-		present = !plans[0].new.absent() // the ETag is the key's
-	}
-	if present {
-		res.ETag = rev
-	}
-	return res
 }
 
 // finishRoom updates the room's bookkeeping after a write: a room left empty
@@ -474,4 +205,24 @@ func (t *txn) deleteRoom(room string, meta roomMeta) error {
 		return fmt.Errorf("delete room %s: %w", room, err)
 	}
 	return nil
+}
+
+// boltRecords reads and writes a room's records in bucketRooms.
+type boltRecords struct{ b *bolt.Bucket }
+
+func (r boltRecords) readKey(room, key string) (storedKey, error) { return readKey(r.b, room, key) }
+func (r boltRecords) readRoom(room string) ([]namedKey, error)    { return readRoom(r.b, room) }
+
+func (r boltRecords) putKey(room, key string, rev uint64, v keyValue) error {
+	return r.b.Put(keyRecordKey(room, key), encodeKeyRecord(rev, v))
+}
+
+func (r boltRecords) deleteKey(room, key string) error { return r.b.Delete(keyRecordKey(room, key)) }
+
+func (r boltRecords) putChild(room, key, child string, rev uint64, data []byte) error {
+	return r.b.Put(childRecordKey(room, key, child), encodeChildRecord(rev, data))
+}
+
+func (r boltRecords) deleteChild(room, key, child string) error {
+	return r.b.Delete(childRecordKey(room, key, child))
 }
