@@ -39,6 +39,7 @@ var statusTable = []struct {
 	{store.ErrRoomTooLarge, http.StatusTooManyRequests, 60},
 	{store.ErrDatabaseFull, http.StatusTooManyRequests, 60},
 	{store.ErrClosed, http.StatusServiceUnavailable, 1},
+	{store.ErrUnavailable, http.StatusServiceUnavailable, 1},
 }
 
 // errorHandler is the one place errors become responses: {"error": "..."}

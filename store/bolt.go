@@ -132,8 +132,7 @@ func (s *boltBackend) stats() Stats {
 }
 
 // Each room's changes reach the hub from the writer: nothing to set up.
-func (s *boltBackend) watched(string) error { return nil }
-func (s *boltBackend) unwatched(string)     {}
+func (s *boltBackend) watched(string) (func(), error) { return nil, nil }
 
 // submit hands a write to the writer and waits for its commit. Once queued,
 // a write is committed or failed whatever happens to ctx.

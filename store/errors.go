@@ -25,6 +25,9 @@ var (
 	// ErrDatabaseFull: the database file reached Options.MaxSize.
 	ErrDatabaseFull = errors.New("database full")
 
+	// ErrUnavailable: the storage cluster cannot be reached or keeps failing
+	// (etcd backend).
+	ErrUnavailable = errors.New("storage unavailable")
 	// ErrClosed: the store is shutting down or closed.
 	ErrClosed = errors.New("store closed")
 	// ErrEvicted: a watcher fell too far behind and was dropped; it should resume

@@ -80,11 +80,10 @@ type backend interface {
 	// reports provable=false when it cannot show that it has them all, and
 	// more=true when it stopped at the limit.
 	changesAfter(room string, after uint64, limit int) (changes []*change, provable, more bool, err error)
-	// watched says a room got its first watcher on this node; unwatched,
-	// that its last one left. watched returns once changes committed from
-	// now on reach the hub.
-	watched(room string) error
-	unwatched(room string)
+	// watched says a room got its first watcher on this node. It returns
+	// once changes committed from now on reach the hub, and a stop to call
+	// when the room's last watcher left.
+	watched(room string) (stop func(), err error)
 	stats() Stats
 	close() error
 }

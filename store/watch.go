@@ -167,6 +167,16 @@ func (w *Watcher) live() ([]Event, error) {
 	return events, nil
 }
 
+// evict drops the watcher's queue; its next Next returns ErrEvicted.
+func (w *Watcher) evict() {
+	w.mu.Lock()
+	if !w.closed {
+		w.evicted, w.queue, w.queuedBytes = true, nil, 0
+	}
+	w.mu.Unlock()
+	w.signal()
+}
+
 // offer queues a committed change; a watcher whose queue is full is evicted
 // instead, so it never holds up the writer.
 func (w *Watcher) offer(c *change, limit int) {
@@ -186,59 +196,91 @@ func (w *Watcher) offer(c *change, limit int) {
 	w.signal()
 }
 
-// hub holds the watchers of each room.
+// hub holds the watchers of each room and hands them committed changes.
 type hub struct {
 	queueLimit int     // static
 	be         backend // static once the store is open
 
 	mu       sync.Mutex
-	rooms    map[string]map[*Watcher]struct{}
+	rooms    map[string]*roomFeed
 	lastLeft map[string]time.Time // when a room's last watcher left, for its TTL
 	watchers int
 	closed   bool
 }
 
-func newHub(queueLimit int) *hub {
-	return &hub{queueLimit: queueLimit, rooms: make(map[string]map[*Watcher]struct{}), lastLeft: make(map[string]time.Time)}
+// roomFeed is one room's watchers on this node, and the backend's feed of
+// its changes.
+type roomFeed struct {
+	watchers map[*Watcher]struct{}
+	ready    chan struct{} // closed once the feed is up (or failed: err)
+	err      error
+	stop     func() // ends the feed; set before ready closes
 }
 
+func newHub(queueLimit int) *hub {
+	return &hub{queueLimit: queueLimit, rooms: make(map[string]*roomFeed), lastLeft: make(map[string]time.Time)}
+}
+
+// add registers a watcher. The first watcher of a room starts the
+// backend's feed for it (outside the lock: it may take a round trip); the
+// others wait for it, so nobody reads before changes flow.
 func (h *hub) add(w *Watcher) error {
+	room := w.at.Room
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.closed {
+		h.mu.Unlock()
 		return ErrClosed
 	}
-	ws := h.rooms[w.at.Room]
-	if ws == nil {
-		// Under h.mu, so the room's feed is up before anyone reads it.
-		if err := h.be.watched(w.at.Room); err != nil {
-			return err
-		}
-		ws = make(map[*Watcher]struct{})
-		h.rooms[w.at.Room] = ws
+	rf := h.rooms[room]
+	first := rf == nil
+	if first {
+		rf = &roomFeed{watchers: make(map[*Watcher]struct{}), ready: make(chan struct{})}
+		h.rooms[room] = rf
 	}
-	ws[w] = struct{}{}
+	rf.watchers[w] = struct{}{}
 	h.watchers++
+	h.mu.Unlock()
+	if first {
+		stop, err := h.be.watched(room)
+		h.mu.Lock()
+		rf.stop, rf.err = stop, err
+		h.mu.Unlock()
+		close(rf.ready)
+	}
+	<-rf.ready
+	if rf.err != nil {
+		h.remove(w)
+		return rf.err
+	}
 	return nil
 }
 
 func (h *hub) remove(w *Watcher) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	ws := h.rooms[w.at.Room]
-	if _, ok := ws[w]; !ok {
+	rf := h.rooms[w.at.Room]
+	if rf == nil {
+		h.mu.Unlock()
 		return
 	}
-	delete(ws, w)
+	if _, ok := rf.watchers[w]; !ok {
+		h.mu.Unlock()
+		return
+	}
+	delete(rf.watchers, w)
 	h.watchers--
-	if len(ws) == 0 {
+	var stop func()
+	if len(rf.watchers) == 0 {
 		delete(h.rooms, w.at.Room)
 		h.lastLeft[w.at.Room] = time.Now()
-		h.be.unwatched(w.at.Room)
+		stop = rf.stop
 	}
+	h.mu.Unlock()
 	w.mu.Lock()
 	w.closed, w.queue = true, nil
 	w.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 }
 
 // publish hands committed changes, in revision order, to their watchers.
@@ -246,8 +288,22 @@ func (h *hub) publish(changes []*change) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, c := range changes {
-		for w := range h.rooms[c.at.Room] {
-			w.offer(c, h.queueLimit)
+		if rf := h.rooms[c.at.Room]; rf != nil {
+			for w := range rf.watchers {
+				w.offer(c, h.queueLimit)
+			}
+		}
+	}
+}
+
+// evictRoom drops every watcher of a room whose feed broke: they resume
+// from their last event id, or get a snapshot.
+func (h *hub) evictRoom(room string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if rf := h.rooms[room]; rf != nil {
+		for w := range rf.watchers {
+			w.evict()
 		}
 	}
 }
@@ -255,7 +311,7 @@ func (h *hub) publish(changes []*change) {
 func (h *hub) watching(room string) (bool, time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.rooms[room]) > 0, h.lastLeft[room]
+	return h.rooms[room] != nil, h.lastLeft[room]
 }
 
 // forgetLeftBefore drops departure times that no longer delay any expiry.
@@ -280,8 +336,8 @@ func (h *hub) close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
-	for _, ws := range h.rooms {
-		for w := range ws {
+	for _, rf := range h.rooms {
+		for w := range rf.watchers {
 			w.mu.Lock()
 			w.closed = true
 			w.mu.Unlock()

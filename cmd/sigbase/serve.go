@@ -26,6 +26,7 @@ import (
 type serveConfig struct {
 	addr            string
 	data            string
+	storeURL        string
 	shutdownTimeout time.Duration
 	logLevel        string
 	logFormat       string
@@ -46,7 +47,8 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs := flag.NewFlagSet("sigbase serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "listen address (host:port; port 0 picks a free one)")
-	fs.StringVar(&c.data, "data", "sigbase.db", "database file")
+	fs.StringVar(&c.data, "data", "sigbase.db", "database file (the embedded bbolt store)")
+	fs.StringVar(&c.storeURL, "store", "", "keep rooms in etcd instead: etcd://host:2379[,host2:2379][/prefix]")
 	fs.DurationVar(&c.store.OpenTimeout, "open-timeout", 5*time.Second, "how long to wait for another process to release the database file")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for requests to finish")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug (logs every request), info, warn or error")
@@ -136,7 +138,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	metrics := api.NewMetrics()
 	c.store.Logger = log
 	c.store.OnCommit = metrics.ObserveCommit
-	st, err := store.Open(c.data, c.store)
+	st, err := openStore(c)
 	if err != nil {
 		return err
 	}
@@ -145,6 +147,40 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
 	}
 	return err
+}
+
+// openStore opens the embedded bbolt store, or the etcd one --store names.
+func openStore(c *serveConfig) (*store.Store, error) {
+	if c.storeURL == "" {
+		return store.Open(c.data, c.store)
+	}
+	eo, err := parseEtcdURL(c.storeURL)
+	if err != nil {
+		return nil, err
+	}
+	return store.OpenEtcd(eo, c.store)
+}
+
+// parseEtcdURL reads etcd://host:2379,host2:2379/prefix.
+func parseEtcdURL(u string) (store.EtcdOptions, error) {
+	rest, ok := strings.CutPrefix(u, "etcd://")
+	if !ok || rest == "" {
+		return store.EtcdOptions{}, fmt.Errorf("--store %q: want etcd://host:port[,host:port...][/prefix]", u)
+	}
+	hosts, prefix, _ := strings.Cut(rest, "/")
+	var eo store.EtcdOptions
+	for _, h := range strings.Split(hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			eo.Endpoints = append(eo.Endpoints, "http://"+h)
+		}
+	}
+	if prefix != "" {
+		eo.Prefix = "/" + strings.Trim(prefix, "/") + "/"
+	}
+	if len(eo.Endpoints) == 0 {
+		return store.EtcdOptions{}, fmt.Errorf("--store %q names no etcd host", u)
+	}
+	return eo, nil
 }
 
 // listenAndServe serves HTTP (or HTTPS and HTTP/2, and an optional redirect

@@ -1,0 +1,470 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// The etcd backend keeps each room as two etcd keys under a prefix:
+//
+//	<prefix>rooms/<room>    the room's records (memRoom)
+//	<prefix>changes/<room>  the room's last change; its etcd history is the
+//	                        room's change log
+//
+// Every write is one etcd transaction, guarded by the room value's
+// ModRevision, so the etcd revision it commits at is its revision, and
+// ETags are ModRevisions. Both keys hang on the room's lease, whose TTL is
+// the room TTL: each write refreshes it, a node keeps it alive while it has
+// watchers of the room, and when it runs out etcd deletes the room. Each
+// node watches the change key of every room it has watchers for and fans the
+// changes out through the hub; a watcher resumes from etcd's history until
+// it is compacted, then gets a snapshot.
+type etcdBackend struct {
+	cli    *clientv3.Client
+	prefix string
+	opts   Options
+	hub    *hub
+	log    *slog.Logger
+
+	ctx    context.Context // ends feeds and keepers at close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	roomLocks [64]sync.Mutex // writes to one room from this node go one at a time
+
+	pushMu  sync.Mutex
+	pushIDs pushIDs // guarded by pushMu
+
+	touchMu sync.Mutex
+	touched map[int64]time.Time // lease → when this node last refreshed it
+
+	rev   atomic.Uint64 // highest revision seen
+	rooms atomic.Int64  // rooms stored, counted every few seconds
+}
+
+// EtcdOptions say where the etcd backend keeps its rooms.
+type EtcdOptions struct {
+	Endpoints   []string      // etcd client URLs
+	Prefix      string        // key prefix: "/sigbase/"
+	DialTimeout time.Duration // 5 s
+}
+
+// opTimeout bounds one write, read or catch-up against etcd.
+const opTimeout = 10 * time.Second
+
+// OpenEtcd opens a store on an etcd cluster. Several sigbase nodes may share
+// one prefix: any node serves any room.
+func OpenEtcd(eo EtcdOptions, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	if eo.Prefix == "" {
+		eo.Prefix = "/sigbase/"
+	}
+	if eo.DialTimeout <= 0 {
+		eo.DialTimeout = 5 * time.Second
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eo.Endpoints, DialTimeout: eo.DialTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("etcd %v: %w", eo.Endpoints, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), eo.DialTimeout)
+	defer cancel()
+	if _, err := cli.Get(ctx, eo.Prefix+"rooms/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("etcd %v: %w", eo.Endpoints, err)
+	}
+	h := newHub(opts.WatchQueue)
+	e := &etcdBackend{cli: cli, prefix: eo.Prefix, opts: opts, hub: h, log: opts.Logger, touched: make(map[int64]time.Time)}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	h.be = e
+	e.countRooms()
+	e.wg.Add(1)
+	go e.background()
+	return &Store{opts: opts, hub: h, be: e}, nil
+}
+
+func (e *etcdBackend) roomKey(room string) string   { return e.prefix + "rooms/" + room }
+func (e *etcdBackend) changeKey(room string) string { return e.prefix + "changes/" + room }
+
+func (e *etcdBackend) lockRoom(room string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(room))
+	mu := &e.roomLocks[h.Sum32()%uint32(len(e.roomLocks))]
+	mu.Lock()
+	return mu.Unlock
+}
+
+// load reads a room: nil when absent, with its value's ModRevision.
+func (e *etcdBackend) load(ctx context.Context, room string) (*memRoom, uint64, uint64, error) {
+	resp, err := e.cli.Get(ctx, e.roomKey(room))
+	if err != nil {
+		return nil, 0, 0, etcdError(err)
+	}
+	e.seen(resp.Header.Revision)
+	if len(resp.Kvs) == 0 {
+		return nil, 0, uint64(resp.Header.Revision), nil
+	}
+	kv := resp.Kvs[0]
+	m, err := decodeRoom(kv.Value, uint64(kv.ModRevision))
+	return m, uint64(kv.ModRevision), uint64(resp.Header.Revision), err
+}
+
+func (e *etcdBackend) submit(ctx context.Context, o *op) (Result, error) {
+	if e.ctx.Err() != nil {
+		return Result{}, ErrClosed
+	}
+	start := time.Now()
+	defer e.lockRoom(o.at.Room)()
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	if o.kind == opPush {
+		e.pushMu.Lock()
+		o.at.Child = e.pushIDs.next(time.Now())
+		e.pushMu.Unlock()
+	}
+	for attempt := 0; ; attempt++ {
+		res, again, err := e.try(ctx, o)
+		if !again || attempt == 100 {
+			if again {
+				err = fmt.Errorf("%w: room %s kept changing under write", ErrUnavailable, o.at.Room)
+			}
+			if e.opts.OnCommit != nil {
+				e.opts.OnCommit(1, time.Since(start), err)
+			}
+			return res, err
+		}
+	}
+}
+
+// try runs one optimistic attempt; again means another node wrote the room
+// in between.
+func (e *etcdBackend) try(ctx context.Context, o *op) (res Result, again bool, err error) {
+	room, modRev, head, err := e.load(ctx, o.at.Room)
+	if err != nil {
+		return Result{}, false, err
+	}
+	exists := room != nil
+	if !exists {
+		room = &memRoom{}
+	}
+	if o.cond.Set {
+		if value, rev := room.valueAt(o.at, modRev); rev != o.cond.Rev {
+			return Result{}, false, &ConditionError{Value: value, Rev: rev}
+		}
+	}
+	meta := room.meta
+	plans, err := prepare(o, room, e.opts.Limits, &meta)
+	if err != nil {
+		return Result{}, false, err
+	}
+	next := room.clone()
+	c, _, err := commitPlans(next, o, plans, 0, exists, meta.keys)
+	if err != nil {
+		return Result{}, false, err
+	}
+	next.meta = meta
+	if meta.keys == 0 && !exists {
+		// Nothing was stored and nothing is: no transaction, no revision.
+		return result(o, plans, false, head), false, nil
+	}
+	guard := clientv3.Compare(clientv3.ModRevision(e.roomKey(o.at.Room)), "=", int64(modRev))
+	var ops []clientv3.Op
+	granted := false
+	if meta.keys == 0 {
+		// The room is gone: its change key's deletion is the change.
+		ops = []clientv3.Op{clientv3.OpDelete(e.roomKey(o.at.Room)), clientv3.OpDelete(e.changeKey(o.at.Room))}
+	} else {
+		if !exists {
+			lease, err := e.cli.Grant(ctx, e.ttlSeconds())
+			if err != nil {
+				return Result{}, false, etcdError(err)
+			}
+			next.lease, granted = int64(lease.ID), true
+		}
+		lease := clientv3.WithLease(clientv3.LeaseID(next.lease))
+		ops = []clientv3.Op{
+			clientv3.OpPut(e.roomKey(o.at.Room), string(next.encode()), lease),
+			clientv3.OpPut(e.changeKey(o.at.Room), string(c.encode()), lease),
+		}
+	}
+	resp, err := e.cli.Txn(ctx).If(guard).Then(ops...).Commit()
+	if err != nil || !resp.Succeeded {
+		if granted {
+			go e.revoke(next.lease)
+		}
+		if err != nil {
+			return Result{}, false, etcdError(err)
+		}
+		return Result{}, true, nil
+	}
+	rev := uint64(resp.Header.Revision)
+	e.seen(resp.Header.Revision)
+	if meta.keys == 0 {
+		go e.revoke(room.lease)
+	} else if !granted {
+		e.touch(ctx, next.lease)
+	}
+	return result(o, plans, meta.keys > 0, rev), false, nil
+}
+
+func (e *etcdBackend) ttlSeconds() int64 {
+	return max(1, int64(math.Ceil(e.opts.RoomTTL.Seconds())))
+}
+
+// touch refreshes a lease to its full TTL, at most every eighth of it.
+func (e *etcdBackend) touch(ctx context.Context, lease int64) {
+	e.touchMu.Lock()
+	last, ok := e.touched[lease]
+	due := !ok || time.Since(last) > e.opts.RoomTTL/8
+	if due {
+		e.touched[lease] = time.Now()
+	}
+	e.touchMu.Unlock()
+	if due {
+		if _, err := e.cli.KeepAliveOnce(ctx, clientv3.LeaseID(lease)); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			e.log.Warn("etcd: refreshing a room's lease failed", "err", err)
+		}
+	}
+}
+
+func (e *etcdBackend) revoke(lease int64) {
+	if lease == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
+	defer cancel()
+	_, _ = e.cli.Revoke(ctx, clientv3.LeaseID(lease))
+}
+
+func (e *etcdBackend) read(at Path) (Value, error) {
+	ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
+	defer cancel()
+	room, modRev, _, err := e.load(ctx, at.Room)
+	if err != nil {
+		return Value{}, err
+	}
+	data, rev := room.valueAt(at, modRev)
+	return Value{Data: data, Rev: rev}, nil
+}
+
+func (e *etcdBackend) snapshot(at Path) (Event, error) {
+	ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
+	defer cancel()
+	room, modRev, head, err := e.load(ctx, at.Room)
+	if err != nil {
+		return Event{}, err
+	}
+	data, _ := room.valueAt(at, modRev)
+	return Event{Rev: head, Path: "/", Data: data}, nil
+}
+
+// changesAfter replays the room's change key from etcd's history. The
+// history is complete unless etcd compacted it past the resume point.
+func (e *etcdBackend) changesAfter(room string, after uint64, limit int) (changes []*change, provable, more bool, err error) {
+	ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
+	defer cancel()
+	resp, err := e.cli.Get(ctx, e.changeKey(room))
+	if err != nil {
+		return nil, false, false, etcdError(err)
+	}
+	e.seen(resp.Header.Revision)
+	if after > uint64(resp.Header.Revision) || len(resp.Kvs) == 0 {
+		return nil, false, false, nil // in the future, or no room to replay into
+	}
+	last := uint64(resp.Kvs[0].ModRevision)
+	if last <= after {
+		return nil, true, false, nil
+	}
+	for wr := range e.cli.Watch(ctx, e.changeKey(room), clientv3.WithRev(int64(after+1))) {
+		if wr.CompactRevision != 0 {
+			return nil, false, false, nil // compacted past the resume point
+		}
+		if err := wr.Err(); err != nil {
+			return nil, false, false, etcdError(err)
+		}
+		for _, ev := range wr.Events {
+			if len(changes) == limit {
+				return changes, true, true, nil
+			}
+			c, err := e.changeOf(room, ev)
+			if err != nil {
+				return nil, false, false, err
+			}
+			changes = append(changes, c)
+			if c.rev >= last {
+				return changes, true, false, nil
+			}
+		}
+	}
+	return nil, false, false, fmt.Errorf("%w: replaying %s: %v", ErrUnavailable, room, ctx.Err())
+}
+
+// changeOf turns a change-key event into a change: a put carries one, a
+// delete is the room's end.
+func (e *etcdBackend) changeOf(room string, ev *clientv3.Event) (*change, error) {
+	rev := uint64(ev.Kv.ModRevision)
+	if ev.Type == mvccpb.DELETE {
+		return &change{rev: rev, at: Path{Room: room}, data: []byte("null"), gone: true}, nil
+	}
+	return decodeChange(room, rev, ev.Kv.Value)
+}
+
+// watched starts the room's feed from the current revision on, and a keeper
+// that holds the room's lease while this node has watchers of it.
+func (e *etcdBackend) watched(room string) (func(), error) {
+	ctx, cancel := context.WithCancel(e.ctx)
+	gctx, gcancel := context.WithTimeout(ctx, opTimeout)
+	resp, err := e.cli.Get(gctx, e.changeKey(room))
+	gcancel()
+	if err != nil {
+		cancel()
+		return nil, etcdError(err)
+	}
+	e.seen(resp.Header.Revision)
+	e.wg.Add(2)
+	go e.feed(ctx, room, resp.Header.Revision+1)
+	go e.keep(ctx, room)
+	return func() {
+		cancel()
+		e.refreshRoomLease(room) // the TTL runs from the last watcher's leaving
+	}, nil
+}
+
+// feed publishes the room's changes. If the watch breaks (etcd compacted
+// past it, or the cluster lost the room's history), the room's watchers are
+// evicted to resume on their own and the feed restarts from now.
+func (e *etcdBackend) feed(ctx context.Context, room string, from int64) {
+	defer e.wg.Done()
+	for ctx.Err() == nil {
+		wch := e.cli.Watch(clientv3.WithRequireLeader(ctx), e.changeKey(room), clientv3.WithRev(from))
+		for wr := range wch {
+			if wr.Err() != nil || wr.CompactRevision != 0 {
+				break
+			}
+			var changes []*change
+			for _, ev := range wr.Events {
+				c, err := e.changeOf(room, ev)
+				if err != nil {
+					e.log.Error("etcd: a change that does not decode", "room", room, "err", err)
+					continue
+				}
+				changes = append(changes, c)
+				from = ev.Kv.ModRevision + 1
+			}
+			e.hub.publish(changes)
+			e.seen(wr.Header.Revision)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		e.hub.evictRoom(room)
+		resp, err := e.cli.Get(ctx, e.changeKey(room))
+		for err != nil && ctx.Err() == nil {
+			time.Sleep(time.Second)
+			resp, err = e.cli.Get(ctx, e.changeKey(room))
+		}
+		if err == nil {
+			from = resp.Header.Revision + 1
+		}
+	}
+}
+
+// keep refreshes the room's lease while the node has watchers of it.
+func (e *etcdBackend) keep(ctx context.Context, room string) {
+	defer e.wg.Done()
+	tick := time.NewTicker(min(time.Minute, max(e.opts.RoomTTL/3, 200*time.Millisecond)))
+	defer tick.Stop()
+	for {
+		e.refreshRoomLease(room)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (e *etcdBackend) refreshRoomLease(room string) {
+	ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
+	defer cancel()
+	if m, _, _, err := e.load(ctx, room); err == nil && m != nil && m.lease != 0 {
+		_, _ = e.cli.KeepAliveOnce(ctx, clientv3.LeaseID(m.lease))
+	}
+}
+
+// background forgets old lease refreshes.
+func (e *etcdBackend) background() {
+	defer e.wg.Done()
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		e.touchMu.Lock()
+		for lease, at := range e.touched {
+			if time.Since(at) > e.opts.RoomTTL {
+				delete(e.touched, lease)
+			}
+		}
+		e.touchMu.Unlock()
+	}
+}
+
+func (e *etcdBackend) countRooms() {
+	ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
+	defer cancel()
+	if resp, err := e.cli.Get(ctx, e.prefix+"rooms/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err == nil {
+		e.rooms.Store(resp.Count)
+		e.seen(resp.Header.Revision)
+	}
+}
+
+func (e *etcdBackend) seen(rev int64) {
+	for {
+		cur := e.rev.Load()
+		if uint64(rev) <= cur || e.rev.CompareAndSwap(cur, uint64(rev)) {
+			return
+		}
+	}
+}
+
+// stats counts the rooms in etcd (one small request). Expired stays 0:
+// etcd, not this node, ends rooms when their leases run out.
+func (e *etcdBackend) stats() Stats {
+	e.countRooms()
+	return Stats{Revision: e.rev.Load(), Rooms: e.rooms.Load()}
+}
+
+func (e *etcdBackend) close() error {
+	if e.ctx.Err() != nil {
+		return ErrClosed
+	}
+	e.cancel()
+	e.wg.Wait()
+	return e.cli.Close()
+}
+
+// etcdError maps etcd's errors onto the store's.
+func etcdError(err error) error {
+	switch {
+	case errors.Is(err, rpctypes.ErrNoSpace) || strings.Contains(err.Error(), "database space exceeded"):
+		return fmt.Errorf("%w: %v", ErrDatabaseFull, err)
+	case errors.Is(err, context.Canceled):
+		return err
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
