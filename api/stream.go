@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -13,8 +14,9 @@ import (
 )
 
 // watch streams the changes of a location as Server-Sent Events until the
-// client leaves, the server shuts down, or the watcher falls too far behind.
-// The handler owns the response until it returns (echo pools contexts).
+// client leaves, the server shuts down, the token expires, or the watcher
+// falls too far behind. The handler owns the response until it returns
+// (echo pools contexts).
 func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at store.Path, g grant) error {
 	after, resume, malformed := lastEventID(c.Request())
 	release, err := gate.acquire(at.Room, clientKey(c.RealIP()))
@@ -27,9 +29,8 @@ func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at sto
 		return err
 	}
 	defer w.Close()
-	m := cfg.Metrics
-	m.streams.Inc()
-	defer m.streams.Dec()
+	cfg.Metrics.streams.Inc()
+	defer cfg.Metrics.streams.Dec()
 
 	res := c.Response()
 	h := res.Header()
@@ -37,67 +38,90 @@ func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at sto
 	h.Set(echo.HeaderCacheControl, "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	res.WriteHeader(http.StatusOK)
-	s := &eventWriter{w: res, rc: http.NewResponseController(res), timeout: cfg.WriteTimeout}
-	if s.send(appendRetry(nil, cfg.Retry.Milliseconds())) != nil {
-		return nil
+	s := &stream{w: w, at: at, cfg: cfg, resumeAsked: resume || malformed,
+		out: &eventWriter{w: res, rc: http.NewResponseController(res), timeout: cfg.WriteTimeout}}
+	if s.out.send(appendRetry(nil, cfg.Retry.Milliseconds())) == nil {
+		s.run(c.Request().Context(), g.expires)
 	}
+	return nil
+}
 
-	keepAlive := time.NewTimer(cfg.KeepAlive)
+// stream is one open watch.
+type stream struct {
+	w           *store.Watcher
+	at          store.Path
+	cfg         Config
+	out         *eventWriter
+	resumeAsked bool // Last-Event-ID was given: count how the resume went
+	buf         []byte
+}
+
+// run writes events until something ends the stream. Every frame restarts
+// the keep-alive timer.
+func (s *stream) run(ctx context.Context, tokenExpires time.Time) {
+	keepAlive := time.NewTimer(s.cfg.KeepAlive)
 	defer keepAlive.Stop()
 	var expired <-chan time.Time // the token's end, when auth is on
-	if !g.expires.IsZero() {
-		t := time.NewTimer(time.Until(g.expires))
+	if !tokenExpires.IsZero() {
+		t := time.NewTimer(time.Until(tokenExpires))
 		defer t.Stop()
 		expired = t.C
 	}
-	first := true
-	var buf []byte
 	for {
 		select {
-		case <-w.Ready():
-			events, err := w.Next()
-			if first && (resume || malformed) && err == nil {
-				m.observeResume(w.Replayed())
+		case <-s.w.Ready():
+			if !s.deliver() {
+				return
 			}
-			first = false
-			switch {
-			case errors.Is(err, store.ErrEvicted):
-				m.evictions.Inc()
-				_ = s.send(appendControl(nil, "cancel", "too slow to keep up: reconnect with Last-Event-ID to resume"))
-				return nil
-			case errors.Is(err, store.ErrClosed):
-				_ = s.send(appendControl(nil, "cancel", "server shutting down"))
-				return nil
-			case err != nil:
-				cfg.Logger.Error("watch failed", "location", at.String(), "err", err)
-				_ = s.send(appendControl(nil, "cancel", "server error"))
-				return nil
-			case len(events) == 0:
-				continue
-			}
-			buf = buf[:0]
-			for _, ev := range events {
-				buf = appendChange(buf, ev)
-			}
-			if s.send(buf) != nil {
-				return nil
-			}
-			m.events.Add(float64(len(events)))
 		case <-keepAlive.C:
-			if s.send(appendControl(nil, "keep-alive", "")) != nil {
-				return nil
+			if s.out.send(appendControl(nil, "keep-alive", "")) != nil {
+				return
 			}
 		case <-expired:
-			_ = s.send(appendControl(nil, "auth_revoked", "token expired"))
-			return nil
-		case <-cfg.Shutdown:
-			_ = s.send(appendControl(nil, "cancel", "server shutting down"))
-			return nil
-		case <-c.Request().Context().Done():
-			return nil
+			_ = s.out.send(appendControl(nil, "auth_revoked", "token expired"))
+			return
+		case <-s.cfg.Shutdown:
+			_ = s.out.send(appendControl(nil, "cancel", "server shutting down"))
+			return
+		case <-ctx.Done():
+			return
 		}
-		keepAlive.Reset(cfg.KeepAlive)
+		keepAlive.Reset(s.cfg.KeepAlive)
 	}
+}
+
+// deliver writes what the watcher has; false ends the stream, after a
+// cancel when the server drops the watcher.
+func (s *stream) deliver() bool {
+	events, err := s.w.Next()
+	if s.resumeAsked && err == nil {
+		s.cfg.Metrics.observeResume(s.w.Replayed())
+		s.resumeAsked = false
+	}
+	switch {
+	case errors.Is(err, store.ErrEvicted):
+		s.cfg.Metrics.evictions.Inc()
+		_ = s.out.send(appendControl(nil, "cancel", "too slow to keep up: reconnect with Last-Event-ID to resume"))
+		return false
+	case errors.Is(err, store.ErrClosed):
+		_ = s.out.send(appendControl(nil, "cancel", "server shutting down"))
+		return false
+	case err != nil:
+		s.cfg.Logger.Error("watch failed", "location", s.at.String(), "err", err)
+		_ = s.out.send(appendControl(nil, "cancel", "server error"))
+		return false
+	case len(events) == 0:
+		return true
+	}
+	s.buf = s.buf[:0]
+	for _, ev := range events {
+		s.buf = appendChange(s.buf, ev)
+	}
+	if s.out.send(s.buf) != nil {
+		return false
+	}
+	s.cfg.Metrics.events.Add(float64(len(events)))
+	return true
 }
 
 // eventWriter writes frames with a deadline per write, which also bounds how
