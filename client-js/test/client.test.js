@@ -38,6 +38,9 @@ describe('recv', () => {
     const srv = await serverFor(t);
     const room = open(t, srv.url);
     const first = recvLog(room, 'k');
+    // Loaded first: a send racing the stream's start may land in its
+    // snapshot, and then recv fires once, with 1, not null then 1.
+    await waitFor(() => first.length === 1, 'the room to load');
     await room.send('k', 1);
     await waitFor(() => first.length === 2, 'the first subscription');
     const late = recvLog(room, 'k');

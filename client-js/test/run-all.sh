@@ -1,14 +1,15 @@
 #!/bin/sh
 # Every client-js test, as CI runs it: npm ci, the Node suites against the
-# real binary, then the browser suites (Chromium, coturn) inside a
-# loopback-only network namespace. Exits non-zero if any test fails.
-# Needs go, node >= 20, and Debian's chromium, coturn and iproute2; with
-# firefox-esr installed, a Chromium <-> Firefox call runs too (else skipped).
+# real binary (auth among them), then the browser suites (Chromium over http
+# and over HTTPS/HTTP/2, coturn) inside a loopback-only network namespace.
+# Exits non-zero if any test fails. Needs go, node >= 20, and Debian's
+# chromium, coturn and iproute2 (ip, ss); with firefox-esr installed, a
+# Chromium <-> Firefox call runs too (else skipped).
 set -eu
 cd "$(dirname "$0")/.."
 
 missing=""
-for tool in go node npm unshare ip turnserver; do
+for tool in go node npm unshare ip ss turnserver; do
   command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
 done
 [ -x "${CHROMIUM_BIN:-/usr/bin/chromium}" ] || missing="$missing chromium"

@@ -1,8 +1,10 @@
 #!/bin/sh
 # Runs the browser tests inside a new network namespace whose only interface
 # is loopback, so no WebRTC packet can leave 127.0.0.1. Needs root (or
-# unprivileged user namespaces: then `unshare -rn`), iproute2, /usr/bin/chromium,
-# and turnserver (coturn) for the relay test. Arguments go to node --test.
+# unprivileged user namespaces: then `unshare -rn`), iproute2 (ip, ss),
+# /usr/bin/chromium, and turnserver (coturn) for the relay test. The HTTPS
+# test serves sigbase with --tls-self-signed inside the same namespace.
+# Arguments go to node --test.
 set -eu
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ]; then userns=""; else userns="-r"; fi

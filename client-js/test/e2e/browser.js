@@ -30,11 +30,11 @@ export function assertLoopbackOnly() {
   }
 }
 
-/** Starts Chromium; closed when the test ends. */
-export async function launch(t) {
+/** Starts Chromium, with extra flags if given; closed when the test ends. */
+export async function launch(t, extraFlags = []) {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_BIN ?? '/usr/bin/chromium',
-    args: FLAGS,
+    args: [...FLAGS, ...extraFlags],
     headless: true,
     timeout: 30_000,
   });

@@ -5,16 +5,33 @@ import { connect } from '../../sigbase.js';
 /** Every EventSource a test's rooms opened, to check they were closed. */
 export const eventSources = [];
 
+/** An EventSource that records itself and the control events it got. */
 export class RecordingEventSource extends EventSource {
   constructor(...args) {
     super(...args);
     eventSources.push(this);
+    /** [type, data] of each auth_revoked and cancel event. */
+    this.controls = [];
+    for (const type of ['auth_revoked', 'cancel']) {
+      this.addEventListener(type, (ev) => this.controls.push([type, ev.data]));
+    }
   }
 }
 
-/** Opens a room closed at the end of the test; records its states. */
+/**
+ * Opens a room closed at the end of the test; records its states and, in
+ * room.eventSources, the EventSources it opened, oldest first.
+ */
 export function open(t, url, options = {}) {
-  const room = connect(url, { EventSource: RecordingEventSource, ...options });
+  const mine = [];
+  class OwnEventSource extends RecordingEventSource {
+    constructor(...args) {
+      super(...args);
+      mine.push(this);
+    }
+  }
+  const room = connect(url, { EventSource: OwnEventSource, ...options });
+  room.eventSources = mine;
   room.states = [];
   room.onstate((s) => room.states.push(s));
   t.after(() => room.close());

@@ -1,5 +1,5 @@
 // The real sigbase binary, started on 127.0.0.1 for a test.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -27,21 +27,23 @@ export function tempDir(t, prefix = 'sigbase-test-') {
 }
 
 /**
- * Starts `sigbase serve` and resolves once it prints its listening line.
- * addr defaults to 127.0.0.1:0; pass the same addr and data to restart.
+ * Starts `sigbase serve` and resolves once it prints its listening line
+ * (http or, with --tls-*, https). addr defaults to 127.0.0.1:0; pass the same
+ * addr and data to restart. stdout holds everything it printed (the
+ * self-signed certificate's fingerprint is its second line).
  */
 export async function startServer({ data, addr = '127.0.0.1:0', args = [], timeoutMs = 15_000 }) {
   const proc = spawn(sigbaseBinary(), ['serve', '--addr', addr, '--data', data, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
+  let out = '';
   proc.stderr.on('data', (b) => { log += b; });
+  proc.stdout.on('data', (b) => { out += b; });
   const exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
   const url = await new Promise((resolve, reject) => {
-    let out = '';
     const timer = setTimeout(() => fail(new Error(`sigbase did not start in ${timeoutMs} ms: ${log}`)), timeoutMs);
     const fail = (err) => { clearTimeout(timer); proc.kill('SIGKILL'); reject(err); };
-    proc.stdout.on('data', (b) => {
-      out += b;
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+    proc.stdout.on('data', () => {
+      const m = /listening on (https?:\/\/127\.0\.0\.1:\d+)/.exec(out);
       if (m) { clearTimeout(timer); resolve(m[1]); }
     });
     proc.once('exit', (code) => fail(new Error(`sigbase exited with ${code} before listening: ${log}`)));
@@ -51,6 +53,7 @@ export async function startServer({ data, addr = '127.0.0.1:0', args = [], timeo
     addr: new URL(url).host,
     data,
     get log() { return log; },
+    get stdout() { return out; },
     /** SIGTERM (graceful: streams get cancel), SIGKILL after timeoutMs. */
     async stop(signal = 'SIGTERM') {
       if (proc.exitCode !== null || proc.signalCode !== null) return exited;
@@ -70,9 +73,26 @@ export async function serverFor(t, args = []) {
   return srv;
 }
 
-/** Reads one sample of a Prometheus metric (first line matching name and labels). */
-export async function metric(url, name, labels = '') {
-  const text = await (await fetch(`${url}/metrics`)).text();
+/**
+ * Reads one sample of a Prometheus metric (first line matching name and
+ * labels). With auth on, pass a token for room "*".
+ */
+export async function metric(url, name, labels = '', token = undefined) {
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  const res = await fetch(`${url}/metrics`, { headers });
+  if (!res.ok) throw new Error(`/metrics: HTTP ${res.status}`);
+  const text = await res.text();
   const line = text.split('\n').find((l) => l.startsWith(labels ? `${name}{` : `${name} `) && l.includes(labels));
   return line === undefined ? 0 : Number(line.split(' ').at(-1));
+}
+
+/** Mints a token with `sigbase token` (the binary's own command). */
+export function mintToken(secret, { room, perm = 'read,write', ttl = '1h' }) {
+  const args = ['token', '--auth-secret', secret, '--room', room, '--perm', perm, '--ttl', ttl];
+  return new Promise((resolve, reject) => {
+    execFile(sigbaseBinary(), args, { timeout: 10_000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`sigbase token: ${err.message}: ${stderr}`));
+      else resolve(stdout.trim());
+    });
+  });
 }
