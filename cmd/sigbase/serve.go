@@ -184,8 +184,7 @@ func parseEtcdURL(u string) (store.EtcdOptions, error) {
 }
 
 // listenAndServe serves HTTP (or HTTPS and HTTP/2, and an optional redirect
-// listener) until ctx ends, then shuts down: /readyz turns 503, streams get
-// cancel, in-flight requests finish within the shutdown timeout.
+// listener) until ctx ends, then shuts down.
 func listenAndServe(ctx context.Context, c *serveConfig, st *store.Store, metrics *api.Metrics, log *slog.Logger, stdout io.Writer) error {
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
@@ -203,44 +202,54 @@ func listenAndServe(ctx context.Context, c *serveConfig, st *store.Store, metric
 		}
 		scheme = "https"
 	}
-	servers := []*http.Server{srv}
-	served := make(chan error, 2)
+	listeners := []served{{srv, ln}}
 	if c.tls.redirectAddr != "" {
 		rln, err := net.Listen("tcp", c.tls.redirectAddr)
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		redirect := newHTTPServer(redirectToHTTPS(ln.Addr().String()), log)
-		servers = append(servers, redirect)
-		go func() { served <- redirect.Serve(rln) }()
+		listeners = append(listeners, served{newHTTPServer(redirectToHTTPS(ln.Addr().String()), log), rln})
 		note += fmt.Sprintf("\nredirecting http://%s to https", rln.Addr())
 	}
-	useTLS := srv.TLSConfig != nil // Serve owns srv from here on
-	go func() {
-		if useTLS {
-			served <- srv.ServeTLS(ln, "", "")
-		} else {
-			served <- srv.Serve(ln)
-		}
-	}()
 	fmt.Fprintf(stdout, "listening on %s://%s\n", scheme, displayAddr(ln.Addr()))
 	if note = strings.TrimSpace(note); note != "" {
 		fmt.Fprintln(stdout, note)
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "tls", useTLS, "data", c.data, "version", version())
+	log.Info("serving", "addr", ln.Addr().String(), "tls", srv.TLSConfig != nil, "data", c.data, "version", version())
+	return serveUntil(ctx, listeners, c.shutdownTimeout, log)
+}
 
+// served is a server and its listener.
+type served struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// serveUntil serves until ctx ends or a server fails, then shuts every
+// server down: /readyz turns 503, streams get cancel, in-flight requests
+// finish within the timeout, after which connections are closed.
+func serveUntil(ctx context.Context, listeners []served, timeout time.Duration, log *slog.Logger) error {
+	errs := make(chan error, len(listeners))
+	for _, l := range listeners {
+		if l.srv.TLSConfig != nil {
+			go func() { errs <- l.srv.ServeTLS(l.ln, "", "") }()
+		} else {
+			go func() { errs <- l.srv.Serve(l.ln) }()
+		}
+	}
+	var err error
 	select {
-	case err = <-served:
+	case err = <-errs:
 	case <-ctx.Done():
 		log.Info("shutting down")
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
-	for _, s := range servers {
-		if serr := s.Shutdown(sctx); serr != nil {
+	for _, l := range listeners {
+		if serr := l.srv.Shutdown(sctx); serr != nil {
 			log.Warn("shutdown timed out; closing connections", "err", serr)
-			s.Close()
+			l.srv.Close()
 		}
 	}
 	if errors.Is(err, http.ErrServerClosed) {
