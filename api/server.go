@@ -98,7 +98,7 @@ func NewServer(st *store.Store, cfg Config) http.Handler {
 	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
 	e.Pre(stripJSONSuffix, cors(cfg.CORSOrigins))
 	e.Use(
-		middleware.RequestID(),
+		requestIDs(),
 		requestLogger(cfg.Logger),
 		middleware.RecoverWithConfig(middleware.RecoverConfig{
 			LogErrorFunc: func(c echo.Context, err error, stack []byte) error {

@@ -27,6 +27,9 @@ type boltBackend struct {
 	closed     bool          // ops is closed
 	writerDone chan struct{} // closed when the writer returned
 
+	committed     chan committedGroup // from the writer to the publisher
+	publisherDone chan struct{}
+
 	stopSweeper context.CancelFunc
 	sweeperDone chan struct{}
 
@@ -58,15 +61,20 @@ func Open(path string, opts Options) (*Store, error) {
 	h := newHub(opts.WatchQueue)
 	s := &boltBackend{
 		db: db, opts: opts, started: time.Now(), hub: h,
-		ops:         make(chan *op, maxGroup),
-		writerDone:  make(chan struct{}),
-		sweeperDone: make(chan struct{}),
+		ops:        make(chan *op, maxGroup),
+		writerDone: make(chan struct{}),
+		// A full queue makes the writer wait: publishing is memory-only and
+		// never waits on a watcher.
+		committed:     make(chan committedGroup, 256),
+		publisherDone: make(chan struct{}),
+		sweeperDone:   make(chan struct{}),
 	}
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	go s.write()
+	go s.publish()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopSweeper = cancel
 	go s.sweep(ctx)
@@ -114,6 +122,7 @@ func (s *boltBackend) close() error {
 	s.stopSweeper()
 	<-s.sweeperDone
 	<-s.writerDone
+	<-s.publisherDone
 	return s.db.Close()
 }
 

@@ -64,6 +64,13 @@ type EtcdOptions struct {
 // opTimeout bounds one write, read or catch-up against etcd.
 const opTimeout = 10 * time.Second
 
+// A member's connection that answers no ping for keepAliveTime +
+// keepAliveTimeout is closed.
+const (
+	keepAliveTime    = 10 * time.Second
+	keepAliveTimeout = 3 * time.Second
+)
+
 // OpenEtcd opens a store on an etcd cluster. Several sigbase nodes may share
 // one prefix: any node serves any room.
 func OpenEtcd(eo EtcdOptions, opts Options) (*Store, error) {
@@ -74,7 +81,14 @@ func OpenEtcd(eo EtcdOptions, opts Options) (*Store, error) {
 	if eo.DialTimeout <= 0 {
 		eo.DialTimeout = 5 * time.Second
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: eo.Endpoints, DialTimeout: eo.DialTimeout})
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: eo.Endpoints, DialTimeout: eo.DialTimeout,
+		// Ping each member's connection, so that one that hangs (a frozen
+		// machine, a network partition: no TCP reset) is dropped and its
+		// requests and watches move to the other members. 10 s is gRPC's
+		// shortest interval; etcd accepts pings every 5 s.
+		DialKeepAliveTime: keepAliveTime, DialKeepAliveTimeout: keepAliveTimeout, PermitWithoutStream: true,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd %v: %w", eo.Endpoints, err)
 	}
@@ -341,15 +355,24 @@ func (e *etcdBackend) watched(room string) (func(), error) {
 	}, nil
 }
 
-// feed publishes the room's changes. If the watch breaks (etcd compacted
-// past it, or the cluster lost the room's history), the room's watchers are
-// evicted to resume on their own and the feed restarts from now.
+// feed publishes the room's changes from revision `from` on. A watch that
+// ends (the member lost its leader, the connection broke) restarts where it
+// stopped, so the room's watchers miss nothing and stay connected. A watch
+// that etcd compacted past has lost changes: the room's watchers are evicted,
+// to resume from their last event ids (a snapshot when that is too old), and
+// the feed restarts at the compaction revision, which is at or before
+// anything a watcher registering from now on reads.
 func (e *etcdBackend) feed(ctx context.Context, room string, from int64) {
 	defer e.wg.Done()
-	for ctx.Err() == nil {
+	for {
 		wch := e.cli.Watch(clientv3.WithRequireLeader(ctx), e.changeKey(room), clientv3.WithRev(from))
 		for wr := range wch {
-			if wr.Err() != nil || wr.CompactRevision != 0 {
+			if wr.CompactRevision != 0 {
+				e.hub.evictRoom(room)
+				from = wr.CompactRevision
+				break
+			}
+			if wr.Err() != nil {
 				break
 			}
 			var changes []*change
@@ -365,17 +388,10 @@ func (e *etcdBackend) feed(ctx context.Context, room string, from int64) {
 			e.hub.publish(changes)
 			e.seen(wr.Header.Revision)
 		}
-		if ctx.Err() != nil {
+		select {
+		case <-ctx.Done():
 			return
-		}
-		e.hub.evictRoom(room)
-		resp, err := e.cli.Get(ctx, e.changeKey(room))
-		for err != nil && ctx.Err() == nil {
-			time.Sleep(time.Second)
-			resp, err = e.cli.Get(ctx, e.changeKey(room))
-		}
-		if err == nil {
-			from = resp.Header.Revision + 1
+		case <-time.After(250 * time.Millisecond): // a watch that keeps failing retries 4 times a second
 		}
 	}
 }
@@ -463,6 +479,10 @@ func etcdError(err error) error {
 	switch {
 	case errors.Is(err, rpctypes.ErrNoSpace) || strings.Contains(err.Error(), "database space exceeded"):
 		return fmt.Errorf("%w: %v", ErrDatabaseFull, err)
+	case errors.Is(err, rpctypes.ErrRequestTooLarge) || strings.Contains(err.Error(), "request is too large"):
+		// The room's one value is over etcd's --max-request-bytes: a quota,
+		// not an outage, so retrying would not help.
+		return fmt.Errorf("%w: over etcd's request size limit: %v", ErrRoomTooLarge, err)
 	case errors.Is(err, context.Canceled):
 		return err
 	}

@@ -334,7 +334,9 @@ func TestWatchResumeSnapshots(t *testing.T) {
 // the same room that keeps reading gets every change, and writes go on.
 func TestWatchEviction(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{WatchQueue: 16})
+	// The queue must hold what one commit group brings a reader that is
+	// merely descheduled (the test runs under -race, maybe on one CPU).
+	s := openStore(t, Options{WatchQueue: 64})
 	s.put(t, "r/k", `-1`)
 	slow := s.watch(t, "r", 0, false)
 	snap := drain(t, slow)[0] // then it stops reading

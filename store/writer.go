@@ -42,6 +42,7 @@ type op struct {
 // the committed changes to watchers in revision order.
 func (s *boltBackend) write() {
 	defer close(s.writerDone)
+	defer close(s.committed)
 	batch := make([]*op, 0, maxGroup)
 	for first := range s.ops {
 		batch = append(batch[:0], first)
@@ -81,6 +82,8 @@ func (s *boltBackend) commit(batch []*op) {
 		}
 		return
 	}
+	elapsed := time.Since(start)
+	var changes []*change
 	if err != nil {
 		err = storageError(err)
 		s.opts.Logger.Error("commit failed", "ops", len(batch), "err", err)
@@ -97,10 +100,29 @@ func (s *boltBackend) commit(batch []*op) {
 		for _, o := range batch {
 			close(o.done)
 		}
-		s.hub.publish(t.changes)
+		changes = t.changes
 	}
-	if s.opts.OnCommit != nil {
-		s.opts.OnCommit(len(batch), time.Since(start), err)
+	s.committed <- committedGroup{changes: changes, ops: len(batch), elapsed: elapsed, err: err}
+}
+
+// committedGroup is what the writer hands the publisher after a commit.
+type committedGroup struct {
+	changes []*change
+	ops     int
+	elapsed time.Duration
+	err     error
+}
+
+// publish is the publisher goroutine: it hands committed changes to the
+// watchers, group after group in commit order, while the writer goes on
+// with the next commit. OnCommit runs after the group's changes are out.
+func (s *boltBackend) publish() {
+	defer close(s.publisherDone)
+	for g := range s.committed {
+		s.hub.publish(g.changes)
+		if s.opts.OnCommit != nil {
+			s.opts.OnCommit(g.ops, g.elapsed, g.err)
+		}
 	}
 }
 
