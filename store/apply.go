@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -64,8 +66,7 @@ func (t *txn) apply(o *op) (Result, error) {
 	if o.kind == opPush {
 		o.at.Child = t.s.pushIDs.next(t.now)
 	}
-	recs := boltRecords{t.rooms}
-	plans, err := prepare(o, recs, t.s.opts.Limits, &meta)
+	plans, err := prepare(o, boltRecords{t.rooms}, t.s.opts.Limits, &meta)
 	if err != nil {
 		return Result{}, err
 	}
@@ -73,8 +74,12 @@ func (t *txn) apply(o *op) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("next revision: %w", err)
 	}
-	c, res, err := commitPlans(recs, o, plans, rev, exists, meta.keys)
+	keys := plannedKeys(plans)
+	c, res, err := commitPlans(keys, o, plans, rev, exists, meta.keys)
 	if err != nil {
+		return Result{}, err
+	}
+	if err := t.storeKeys(room, keys); err != nil {
 		return Result{}, err
 	}
 	if err := t.finishRoom(room, meta, exists, c); err != nil {
@@ -91,13 +96,14 @@ func (t *txn) checkCond(at Path, meta roomMeta, exists bool, want uint64) error 
 	case !exists:
 	case at.Depth() == 0:
 		rev = meta.rev
-	case at.Depth() == 1:
-		if rec := t.rooms.Get(keyRecordKey(at.Room, at.Key)); rec != nil {
-			rev, _ = recordRev(rec)
-		}
 	default:
-		if rec := t.rooms.Get(childRecordKey(at.Room, at.Key, at.Child)); rec != nil {
-			rev, _ = recordRev(rec)
+		k, err := readKey(t.rooms, at.Room, at.Key)
+		if err != nil {
+			return err
+		}
+		rev = k.rev
+		if at.Depth() == 2 {
+			_, rev = k.child(at.Child)
 		}
 	}
 	if rev == want {
@@ -207,22 +213,36 @@ func (t *txn) deleteRoom(room string, meta roomMeta) error {
 	return nil
 }
 
-// boltRecords reads and writes a room's records in bucketRooms.
+// boltRecords reads a room's key records from bucketRooms.
 type boltRecords struct{ b *bolt.Bucket }
 
 func (r boltRecords) readKey(room, key string) (storedKey, error) { return readKey(r.b, room, key) }
 func (r boltRecords) readRoom(room string) ([]namedKey, error)    { return readRoom(r.b, room) }
 
-func (r boltRecords) putKey(room, key string, rev uint64, v keyValue) error {
-	return r.b.Put(keyRecordKey(room, key), encodeKeyRecord(rev, v))
+// plannedKeys holds the planned keys as they are, for commitPlans to change.
+func plannedKeys(plans []keyPlan) *memRoom {
+	m := &memRoom{}
+	for _, p := range plans {
+		if p.old.rev != 0 {
+			m.keys = append(m.keys, namedKey{name: p.name, storedKey: p.old})
+		}
+	}
+	slices.SortFunc(m.keys, func(a, b namedKey) int { return strings.Compare(a.name, b.name) })
+	return m.clone()
 }
 
-func (r boltRecords) deleteKey(room, key string) error { return r.b.Delete(keyRecordKey(room, key)) }
-
-func (r boltRecords) putChild(room, key, child string, rev uint64, data []byte) error {
-	return r.b.Put(childRecordKey(room, key, child), encodeChildRecord(rev, data))
-}
-
-func (r boltRecords) deleteChild(room, key, child string) error {
-	return r.b.Delete(childRecordKey(room, key, child))
+// storeKeys writes each key the change touched as one record, or deletes it.
+func (t *txn) storeKeys(room string, keys *memRoom) error {
+	for name := range keys.touched {
+		var err error
+		if i, ok := keys.find(name); ok {
+			err = t.rooms.Put(keyRecordKey(room, name), appendKeyRecord(nil, keys.keys[i].storedKey))
+		} else {
+			err = t.rooms.Delete(keyRecordKey(room, name))
+		}
+		if err != nil {
+			return fmt.Errorf("write %s/%s: %w", room, name, err)
+		}
+	}
+	return nil
 }

@@ -12,15 +12,16 @@ import (
 // 0, meaning the value's own ModRevision (unknown until etcd commits it);
 // decodeRoom resolves it.
 type memRoom struct {
-	meta  roomMeta // keys and bytes; the rest is the bbolt backend's
-	lease int64    // the room's etcd lease: its TTL
-	keys  []namedKey
+	meta    roomMeta // keys and bytes; the rest is the bbolt backend's
+	lease   int64    // the room's etcd lease: its TTL
+	keys    []namedKey
+	touched map[string]bool // keys written through recordSink since made
 }
 
 const memRoomVersion = 1
 
 // The room value: a version byte, the lease, keys count and bytes, then
-// each key (name, rev, kind, leaf, children (name, rev, data)).
+// each key's name and record (see appendKeyRecord).
 func (r *memRoom) encode() []byte {
 	b := []byte{memRoomVersion}
 	b = binary.AppendVarint(b, r.lease)
@@ -29,14 +30,7 @@ func (r *memRoom) encode() []byte {
 	b = binary.AppendUvarint(b, uint64(len(r.keys)))
 	for _, k := range r.keys {
 		b = appendString(b, k.name)
-		b = binary.AppendUvarint(b, k.rev)
-		b = appendString(b, string(k.value.leaf))
-		b = binary.AppendUvarint(b, uint64(len(k.value.children)))
-		for i, c := range k.value.children {
-			b = appendString(b, c.name)
-			b = binary.AppendUvarint(b, k.childRevs[i])
-			b = appendString(b, string(c.data))
-		}
+		b = appendKeyRecord(b, k.storedKey)
 	}
 	return b
 }
@@ -62,17 +56,8 @@ func decodeRoom(b []byte, modRev uint64) (*memRoom, error) {
 		return rev
 	}
 	for nk := r.count(); nk > 0 && r.err == nil; nk-- {
-		k := namedKey{name: r.string()}
-		k.rev = resolve(r.uvarint())
-		if leaf := r.string(); leaf != "" {
-			k.value.leaf = []byte(leaf)
-		}
-		for nc := r.count(); nc > 0 && r.err == nil; nc-- {
-			name := r.string()
-			k.childRevs = append(k.childRevs, resolve(r.uvarint()))
-			k.value.children = append(k.value.children, childValue{name: name, data: []byte(r.string())})
-		}
-		m.keys = append(m.keys, k)
+		name := r.string()
+		m.keys = append(m.keys, namedKey{name: name, storedKey: readKeyRecord(&r, resolve)})
 	}
 	if r.err != nil || len(r.b) != 0 {
 		return nil, fmt.Errorf("room value: %w", errCorrupt)
@@ -94,9 +79,11 @@ func (m *memRoom) find(key string) (int, bool) {
 	return slices.BinarySearchFunc(m.keys, key, func(k namedKey, name string) int { return strings.Compare(k.name, name) })
 }
 
-// clone copies the key list; values are never changed in place.
+// clone copies the key list deeply enough for the recordSink methods,
+// which insert into and delete from children in place.
 func (m *memRoom) clone() *memRoom {
 	c := *m
+	c.touched = nil
 	c.keys = make([]namedKey, len(m.keys))
 	for i, k := range m.keys {
 		c.keys[i] = k
@@ -124,13 +111,22 @@ func (m *memRoom) entry(key string) *namedKey {
 	return &m.keys[i]
 }
 
+func (m *memRoom) touch(key string) {
+	if m.touched == nil {
+		m.touched = make(map[string]bool)
+	}
+	m.touched[key] = true
+}
+
 func (m *memRoom) putKey(_, key string, rev uint64, v keyValue) error {
+	m.touch(key)
 	k := m.entry(key)
 	k.rev, k.value.leaf = rev, v.leaf
 	return nil
 }
 
 func (m *memRoom) deleteKey(_, key string) error {
+	m.touch(key)
 	if i, ok := m.find(key); ok {
 		m.keys = slices.Delete(m.keys, i, i+1)
 	}
@@ -138,6 +134,7 @@ func (m *memRoom) deleteKey(_, key string) error {
 }
 
 func (m *memRoom) putChild(_, key, child string, rev uint64, data []byte) error {
+	m.touch(key)
 	k := m.entry(key)
 	i, ok := slices.BinarySearchFunc(k.value.children, child, func(c childValue, n string) int { return strings.Compare(c.name, n) })
 	if ok {
@@ -150,6 +147,7 @@ func (m *memRoom) putChild(_, key, child string, rev uint64, data []byte) error 
 }
 
 func (m *memRoom) deleteChild(_, key, child string) error {
+	m.touch(key)
 	i, ok := m.find(key)
 	if !ok {
 		return nil

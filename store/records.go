@@ -23,7 +23,7 @@ var (
 	roomCountKey = []byte("rooms")
 )
 
-const schemaVersion = 2
+const schemaVersion = 3
 
 // recordOverhead is what each stored record costs beyond its name and value
 // in the room-size quota, so a room of many tiny records is bounded too.
@@ -74,13 +74,11 @@ func decodeRoomMeta(b []byte) (roomMeta, error) {
 // Record keys, all in bucketRooms so that one room's records sit together:
 //
 //	room 0x00 BE(rev)     a change-log entry
-//	room 0x01 key         a key record
-//	room 0x01 key 0x00 c  a child record
+//	room 0x01 key         a key record: its value, children inline
 //	room 0x02             its roomMeta
 //
 // Names are [A-Za-z0-9_-], all above 0x02, so "room\0" prefixes exactly one
-// room's log, "room\1" its data, "room\1key\0" one key's children, and
-// nothing of another room falls between. A write appends to the log, sets
+// room's log, "room\1" its keys, and nothing of another room falls between. A write appends to the log, sets
 // records and updates the meta: all at the end of the room's range, mostly in
 // one page, which is what a commit writes out.
 
@@ -94,12 +92,6 @@ func keyRecordKey(room, key string) []byte {
 	return append(roomPrefix(room), key...)
 }
 
-func childPrefix(room, key string) []byte { return append(keyRecordKey(room, key), 0) }
-
-func childRecordKey(room, key, child string) []byte {
-	return append(childPrefix(room, key), child...)
-}
-
 func logKey(room string, rev uint64) []byte {
 	return binary.BigEndian.AppendUint64(logPrefix(room), rev)
 }
@@ -108,31 +100,49 @@ func expiryKey(expires int64, room string) []byte {
 	return append(binary.BigEndian.AppendUint64(nil, uint64(expires)), room...)
 }
 
-// Data records: 8-byte revision, then for a key a kind byte ('l' leaf, with
-// the JSON after it, or 'o' object, whose children are their own records),
-// for a child its JSON.
-const (
-	kindLeaf   = 'l'
-	kindObject = 'o'
-)
+// A key record holds the key's revision and value: a leaf (JSON that is
+// not an object), or its children with their own revisions, in name order:
+//
+//	uvarint(rev) string(leaf) uvarint(n) n × (string(name) uvarint(rev) string(JSON))
+//
+// A key is written whole, in one Put: a PUT, POST or PATCH of a small
+// object costs one B+tree update rather than one per child.
 
-func encodeKeyRecord(rev uint64, v keyValue) []byte {
-	b := binary.BigEndian.AppendUint64(make([]byte, 0, 9+len(v.leaf)), rev)
-	if v.leaf != nil {
-		return append(append(b, kindLeaf), v.leaf...)
+func appendKeyRecord(b []byte, k storedKey) []byte {
+	b = binary.AppendUvarint(b, k.rev)
+	b = appendString(b, string(k.value.leaf))
+	b = binary.AppendUvarint(b, uint64(len(k.value.children)))
+	for i, c := range k.value.children {
+		b = appendString(b, c.name)
+		b = binary.AppendUvarint(b, k.childRevs[i])
+		b = appendString(b, string(c.data))
 	}
-	return append(b, kindObject)
+	return b
 }
 
-func encodeChildRecord(rev uint64, data []byte) []byte {
-	return append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(data)), rev), data...)
+// readKeyRecord decodes a key record; resolve maps stored revisions (the
+// etcd backend stores 0 for "this value's own revision").
+func readKeyRecord(r *reader, resolve func(uint64) uint64) storedKey {
+	var k storedKey
+	k.rev = resolve(r.uvarint())
+	if leaf := r.string(); leaf != "" {
+		k.value.leaf = []byte(leaf)
+	}
+	for n := r.count(); n > 0 && r.err == nil; n-- {
+		name := r.string()
+		k.childRevs = append(k.childRevs, resolve(r.uvarint()))
+		k.value.children = append(k.value.children, childValue{name: name, data: []byte(r.string())})
+	}
+	return k
 }
 
-func recordRev(b []byte) (uint64, error) {
-	if len(b) < 8 {
-		return 0, fmt.Errorf("record of %d bytes: %w", len(b), errCorrupt)
+func decodeKeyRecord(b []byte) (storedKey, error) {
+	r := reader{b: b}
+	k := readKeyRecord(&r, func(rev uint64) uint64 { return rev })
+	if r.err != nil || len(r.b) != 0 {
+		return storedKey{}, errCorrupt
 	}
-	return binary.BigEndian.Uint64(b), nil
+	return k, nil
 }
 
 // storedKey is a key as read from the data bucket, values copied out.
@@ -167,26 +177,11 @@ func readKey(data *bolt.Bucket, room, key string) (storedKey, error) {
 	if rec == nil {
 		return storedKey{}, nil
 	}
-	rev, err := recordRev(rec)
-	if err != nil || len(rec) < 9 {
-		return storedKey{}, fmt.Errorf("key %s/%s: %w", room, key, errCorrupt)
+	k, err := decodeKeyRecord(rec)
+	if err != nil {
+		return storedKey{}, fmt.Errorf("key %s/%s: %w", room, key, err)
 	}
-	sk := storedKey{rev: rev}
-	if rec[8] == kindLeaf {
-		sk.value.leaf = bytes.Clone(rec[9:])
-		return sk, nil
-	}
-	prefix := childPrefix(room, key)
-	c := data.Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		crev, err := recordRev(v)
-		if err != nil {
-			return storedKey{}, fmt.Errorf("child %q: %w", k, err)
-		}
-		sk.value.children = append(sk.value.children, childValue{name: string(k[len(prefix):]), data: bytes.Clone(v[8:])})
-		sk.childRevs = append(sk.childRevs, crev)
-	}
-	return sk, nil
+	return k, nil
 }
 
 // readRoom reads every key of a room with its children, in name order.
@@ -195,25 +190,11 @@ func readRoom(data *bolt.Bucket, room string) ([]namedKey, error) {
 	var keys []namedKey
 	c := data.Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		rev, err := recordRev(v)
+		sk, err := decodeKeyRecord(v)
 		if err != nil {
-			return nil, fmt.Errorf("record %q: %w", k, err)
+			return nil, fmt.Errorf("key %q: %w", k, err)
 		}
-		key, child, isChild := bytes.Cut(k[len(prefix):], []byte{0})
-		switch {
-		case !isChild:
-			nk := namedKey{name: string(key), storedKey: storedKey{rev: rev}}
-			if len(v) > 8 && v[8] == kindLeaf {
-				nk.value.leaf = bytes.Clone(v[9:])
-			}
-			keys = append(keys, nk)
-		case len(keys) > 0 && keys[len(keys)-1].name == string(key):
-			last := &keys[len(keys)-1]
-			last.value.children = append(last.value.children, childValue{name: string(child), data: bytes.Clone(v[8:])})
-			last.childRevs = append(last.childRevs, rev)
-		default:
-			return nil, fmt.Errorf("child record %q without its key: %w", k, errCorrupt)
-		}
+		keys = append(keys, namedKey{name: string(k[len(prefix):]), storedKey: sk})
 	}
 	return keys, nil
 }
@@ -252,16 +233,23 @@ func readAt(tx *bolt.Tx, at Path) ([]byte, uint64, error) {
 			keys[i] = keyEntry{name: k.name, value: k.value}
 		}
 		return roomJSON(keys), meta.rev, err
-	case 1:
-		sk, err := readKey(data, at.Room, at.Key)
+	}
+	sk, err := readKey(data, at.Room, at.Key)
+	if err != nil || at.Depth() == 1 {
 		return sk.value.json(), sk.rev, err
 	}
-	rec := data.Get(childRecordKey(at.Room, at.Key, at.Child))
-	if rec == nil {
-		return []byte("null"), 0, nil
+	value, rev := sk.child(at.Child)
+	return value, rev, nil
+}
+
+// child is one child's value and revision ("null" and 0 when absent).
+func (k storedKey) child(name string) ([]byte, uint64) {
+	for i, c := range k.value.children {
+		if c.name == name {
+			return c.data, k.childRevs[i]
+		}
 	}
-	rev, err := recordRev(rec)
-	return bytes.Clone(rec[8:]), rev, err
+	return []byte("null"), 0
 }
 
 // Change log entries: a version byte, flags, the location inside the room,
