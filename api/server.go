@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -47,6 +48,10 @@ type Config struct {
 	// Shutdown is closed when the server shuts down: every stream sends
 	// cancel and ends, and /readyz answers 503.
 	Shutdown <-chan struct{}
+	// Streams, if set, counts the streams running on taken-over HTTP/1.1
+	// connections, which http.Server.Shutdown does not wait for: wait on it
+	// after Shutdown so they can send their cancel.
+	Streams *sync.WaitGroup
 }
 
 func (c Config) withDefaults() Config {
@@ -80,6 +85,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Shutdown == nil {
 		c.Shutdown = make(chan struct{})
+	}
+	if c.Streams == nil {
+		c.Streams = new(sync.WaitGroup)
 	}
 	if c.Files == nil {
 		c.Files = emptyFS{}

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -15,35 +17,70 @@ import (
 
 // watch streams the changes of a location as Server-Sent Events until the
 // client leaves, the server shuts down, the token expires, or the watcher
-// falls too far behind. The handler owns the response until it returns
-// (echo pools contexts).
+// falls too far behind.
+//
+// Over HTTP/1.1 the stream takes the connection over (Hijack) and goes on
+// in a goroutine of its own: net/http's per-connection buffers and reader
+// goroutine, and this handler's stack under the middleware chain, are
+// released, so an idle watcher costs a few KiB. A client that leaves is then
+// noticed at the next write (an event or a keep-alive). Over HTTP/2 the
+// handler streams through the ResponseWriter.
 func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at store.Path, g grant) error {
 	after, resume, malformed := lastEventID(c.Request())
 	release, err := gate.acquire(at.Room, clientKey(c.RealIP()))
 	if err != nil {
 		return err
 	}
-	defer release()
 	w, err := st.Watch(at, after, resume)
 	if err != nil {
+		release()
 		return err
 	}
-	defer w.Close()
 	cfg.Metrics.streams.Inc()
-	defer cfg.Metrics.streams.Dec()
-
-	res := c.Response()
-	h := res.Header()
+	s := &stream{w: w, at: at, cfg: cfg, resumeAsked: resume || malformed, release: release}
+	h := c.Response().Header()
 	h.Set(echo.HeaderContentType, "text/event-stream")
 	h.Set(echo.HeaderCacheControl, "no-cache")
 	h.Set("X-Accel-Buffering", "no")
-	res.WriteHeader(http.StatusOK)
-	s := &stream{w: w, at: at, cfg: cfg, resumeAsked: resume || malformed,
-		out: &eventWriter{w: res, rc: http.NewResponseController(res), timeout: cfg.WriteTimeout}}
-	if s.out.send(appendRetry(nil, cfg.Retry.Milliseconds())) == nil {
-		s.run(c.Request().Context(), g.expires)
+	if c.Request().ProtoMajor == 1 {
+		if conn, err := hijack(c); err == nil {
+			s.out = &connWriter{conn: conn, timeout: cfg.WriteTimeout}
+			cfg.Streams.Add(1)
+			go func() {
+				defer cfg.Streams.Done()
+				s.serve(context.Background(), g.expires)
+			}()
+			return nil
+		}
 	}
+	res := c.Response()
+	res.WriteHeader(http.StatusOK)
+	s.out = &flushWriter{w: res, rc: http.NewResponseController(res), timeout: cfg.WriteTimeout}
+	s.serve(c.Request().Context(), g.expires)
 	return nil
+}
+
+// hijack takes the connection over and writes the response head: the
+// headers set so far (CORS, request id, stream headers); the body runs to
+// the connection's close.
+func hijack(c echo.Context) (net.Conn, error) {
+	conn, _, err := http.NewResponseController(c.Response()).Hijack()
+	if err != nil {
+		return nil, err
+	}
+	// The server's deadlines (ReadTimeout, WriteTimeout) may still be set.
+	_ = conn.SetDeadline(time.Time{})
+	var head bytes.Buffer
+	head.WriteString("HTTP/1.1 200 OK\r\n")
+	h := c.Response().Header()
+	h.Set("Connection", "close")
+	_ = h.Write(&head)
+	head.WriteString("\r\n")
+	if _, err := conn.Write(head.Bytes()); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
 }
 
 // stream is one open watch.
@@ -51,9 +88,23 @@ type stream struct {
 	w           *store.Watcher
 	at          store.Path
 	cfg         Config
-	out         *eventWriter
-	resumeAsked bool // Last-Event-ID was given: count how the resume went
+	out         frameWriter
+	resumeAsked bool   // Last-Event-ID was given: count how the resume went
+	release     func() // gives the stream's slot back
 	buf         []byte
+}
+
+// serve sends retry: and then events, and cleans up when the stream ends.
+func (s *stream) serve(ctx context.Context, tokenExpires time.Time) {
+	defer func() {
+		s.out.close()
+		s.w.Close()
+		s.release()
+		s.cfg.Metrics.streams.Dec()
+	}()
+	if s.out.send(appendRetry(nil, s.cfg.Retry.Milliseconds())) == nil {
+		s.run(ctx, tokenExpires)
+	}
 }
 
 // run writes events until something ends the stream. Every frame restarts
@@ -124,23 +175,48 @@ func (s *stream) deliver() bool {
 	return true
 }
 
-// eventWriter writes frames with a deadline per write, which also bounds how
-// long a peer that stopped reading can hold its stream.
-type eventWriter struct {
+// frameWriter writes frames with a deadline per write, which also bounds
+// how long a peer that stopped reading can hold its stream.
+type frameWriter interface {
+	send(b []byte) error
+	close()
+}
+
+// connWriter writes to a hijacked HTTP/1.1 connection.
+type connWriter struct {
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (w *connWriter) send(b []byte) error {
+	if err := w.conn.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
+		return err
+	}
+	_, err := w.conn.Write(b)
+	return err
+}
+
+func (w *connWriter) close() { w.conn.Close() }
+
+// flushWriter writes through the ResponseWriter (HTTP/2) and flushes.
+type flushWriter struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
 	timeout time.Duration
 }
 
-func (s *eventWriter) send(b []byte) error {
-	if err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil {
+func (w *flushWriter) send(b []byte) error {
+	if err := w.rc.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
 		return err
 	}
-	if _, err := s.w.Write(b); err != nil {
+	if _, err := w.w.Write(b); err != nil {
 		return err
 	}
-	return s.rc.Flush()
+	return w.rc.Flush()
 }
+
+// close leaves the response to the handler's return.
+func (w *flushWriter) close() {}
 
 // lastEventID reads the resume point from Last-Event-ID or last_event_id.
 // A malformed one asks for a resume that cannot be honoured: a snapshot.

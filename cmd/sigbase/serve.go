@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -190,8 +191,8 @@ func listenAndServe(ctx context.Context, c *serveConfig, st *store.Store, metric
 	if err != nil {
 		return err
 	}
-	shutdown := make(chan struct{})
-	c.api.Logger, c.api.Metrics, c.api.Shutdown, c.api.Files = log, metrics, shutdown, clientjs.FS()
+	shutdown, streams := make(chan struct{}), new(sync.WaitGroup)
+	c.api.Logger, c.api.Metrics, c.api.Shutdown, c.api.Files, c.api.Streams = log, metrics, shutdown, clientjs.FS(), streams
 	srv := newHTTPServer(api.NewServer(st, c.api), log)
 	srv.RegisterOnShutdown(func() { close(shutdown) })
 	scheme, note := "http", ""
@@ -217,7 +218,7 @@ func listenAndServe(ctx context.Context, c *serveConfig, st *store.Store, metric
 		fmt.Fprintln(stdout, note)
 	}
 	log.Info("serving", "addr", ln.Addr().String(), "tls", srv.TLSConfig != nil, "data", c.data, "version", version())
-	return serveUntil(ctx, listeners, c.shutdownTimeout, log)
+	return serveUntil(ctx, listeners, streams, c.shutdownTimeout, log)
 }
 
 // served is a server and its listener.
@@ -229,7 +230,7 @@ type served struct {
 // serveUntil serves until ctx ends or a server fails, then shuts every
 // server down: /readyz turns 503, streams get cancel, in-flight requests
 // finish within the timeout, after which connections are closed.
-func serveUntil(ctx context.Context, listeners []served, timeout time.Duration, log *slog.Logger) error {
+func serveUntil(ctx context.Context, listeners []served, streams *sync.WaitGroup, timeout time.Duration, log *slog.Logger) error {
 	errs := make(chan error, len(listeners))
 	for _, l := range listeners {
 		if l.srv.TLSConfig != nil {
@@ -251,6 +252,13 @@ func serveUntil(ctx context.Context, listeners []served, timeout time.Duration, 
 			log.Warn("shutdown timed out; closing connections", "err", serr)
 			l.srv.Close()
 		}
+	}
+	drained := make(chan struct{})
+	go func() { streams.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-sctx.Done():
+		log.Warn("shutdown timed out with streams still open")
 	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
