@@ -105,37 +105,44 @@ func roomJSON(keys []keyEntry) []byte {
 // parseChild normalizes a value at child level, where JSON is free-form: it is
 // compacted; null and {} mean absent (nil).
 func parseChild(raw []byte) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(len(raw))
-	if err := json.Compact(&buf, raw); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidValue, err)
+	b, err := compact(raw)
+	if err != nil {
+		return nil, err
 	}
-	b := buf.Bytes()
+	return childOf(b), nil
+}
+
+// childOf is a compact child value, or nil for null and {}.
+func childOf(b []byte) []byte {
 	if string(b) == "null" || string(b) == "{}" {
-		return nil, nil
+		return nil
 	}
-	return b, nil
+	return b
 }
 
 // parseKey normalizes a key's value: an object becomes children (names must
 // be valid child names; null or empty members vanish), anything else a leaf.
 func parseKey(raw []byte) (keyValue, error) {
-	if !isObject(raw) {
-		leaf, err := parseChild(raw)
-		return keyValue{leaf: leaf}, err
+	b, err := compact(raw)
+	if err != nil {
+		return keyValue{}, err
 	}
-	members, err := objectMembers(raw, "child")
+	return keyOf(b)
+}
+
+// keyOf normalizes a compact key value.
+func keyOf(b []byte) (keyValue, error) {
+	if b[0] != '{' {
+		return keyValue{leaf: childOf(b)}, nil
+	}
+	members, err := objectMembers(b, "child")
 	if err != nil {
 		return keyValue{}, err
 	}
 	var v keyValue
-	for _, name := range sortedNames(members) {
-		data, err := parseChild(members[name])
-		if err != nil {
-			return keyValue{}, err
-		}
-		if data != nil {
-			v.children = append(v.children, childValue{name: name, data: data})
+	for _, m := range members {
+		if data := childOf(m.value); data != nil {
+			v.children = append(v.children, childValue{name: m.name, data: data})
 		}
 	}
 	return v, nil
@@ -143,24 +150,28 @@ func parseKey(raw []byte) (keyValue, error) {
 
 // parseRoom normalizes a room's value: an object of keys, or null.
 func parseRoom(raw []byte) ([]keyEntry, error) {
-	if isNull(raw) {
+	b, err := compact(raw)
+	if err != nil {
+		return nil, err
+	}
+	if string(b) == "null" {
 		return nil, nil
 	}
-	if !isObject(raw) {
+	if b[0] != '{' {
 		return nil, fmt.Errorf("%w: a room's value must be an object or null", ErrInvalidValue)
 	}
-	members, err := objectMembers(raw, "key")
+	members, err := objectMembers(b, "key")
 	if err != nil {
 		return nil, err
 	}
 	var keys []keyEntry
-	for _, name := range sortedNames(members) {
-		v, err := parseKey(members[name])
+	for _, m := range members {
+		v, err := keyOf(m.value)
 		if err != nil {
 			return nil, err
 		}
 		if !v.absent() {
-			keys = append(keys, keyEntry{name: name, value: v})
+			keys = append(keys, keyEntry{name: m.name, value: v})
 		}
 	}
 	return keys, nil
@@ -173,16 +184,20 @@ func parsePatch(at Path, raw []byte) ([]patchMember, []byte, error) {
 	if at.Depth() > 1 {
 		return nil, nil, fmt.Errorf("%w: PATCH needs a room or key location", ErrInvalidPath)
 	}
-	if !isObject(raw) {
+	b, err := compact(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	if b[0] != '{' {
 		return nil, nil, fmt.Errorf("%w: a PATCH body must be an object", ErrInvalidValue)
 	}
-	members, err := objectMembers(raw, "")
+	members, err := objectMembers(b, "")
 	if err != nil {
 		return nil, nil, err
 	}
 	out := make([]patchMember, 0, len(members))
-	for name, v := range members {
-		m, err := parseMember(at, name, v)
+	for _, mb := range members {
+		m, err := parseMember(at, mb.name, mb.value)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -218,9 +233,9 @@ func parseMember(at Path, name string, raw []byte) (patchMember, error) {
 	m := patchMember{key: key, child: child}
 	var err error
 	if nested {
-		m.childData, err = parseChild(raw)
+		m.childData = childOf(raw)
 	} else {
-		m.keyValue, err = parseKey(raw)
+		m.keyValue, err = keyOf(raw)
 	}
 	return m, err
 }
@@ -246,39 +261,101 @@ func (m patchMember) json() []byte {
 	return m.keyValue.json()
 }
 
-// objectMembers decodes a JSON object's members, checking names. what is
-// "key" or "child" to check member names, "" to leave them to the caller.
-func objectMembers(raw []byte, what string) (map[string]json.RawMessage, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
+// compact validates JSON text and removes its insignificant space.
+func compact(raw []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(len(raw))
+	if err := json.Compact(&buf, raw); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidValue, err)
 	}
-	if what == "" {
-		return m, nil
-	}
-	for name := range m {
-		if !validName(name, MaxKeyName) {
-			return nil, fmt.Errorf("%w: %s name %q must match [A-Za-z0-9_-]{1,64}", ErrInvalidValue, what, clip(name))
-		}
-	}
-	return m, nil
+	return buf.Bytes(), nil
 }
 
-func sortedNames(m map[string]json.RawMessage) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
+// member is one member of a JSON object: its unescaped name and its value,
+// a slice of the compact object.
+type member struct {
+	name  string
+	value []byte
+}
+
+// objectMembers lists the members of a compact JSON object, sorted by name;
+// of duplicate names the last wins, as in JSON.parse. what is "key" or
+// "child" to check names, "" to leave them to the caller.
+func objectMembers(obj []byte, what string) ([]member, error) {
+	var ms []member
+	for i := 1; i < len(obj) && obj[i] != '}'; {
+		end := stringEnd(obj, i)
+		name := string(obj[i+1 : end-1])
+		if bytes.IndexByte(obj[i:end], '\\') >= 0 {
+			if err := json.Unmarshal(obj[i:end], &name); err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrInvalidValue, err)
+			}
+		}
+		if what != "" && !validName(name, MaxKeyName) {
+			return nil, fmt.Errorf("%w: %s name %q must match [A-Za-z0-9_-]{1,64}", ErrInvalidValue, what, clip(name))
+		}
+		start := end + 1 // past the colon
+		i = valueEnd(obj, start)
+		ms = append(ms, member{name: name, value: obj[start:i]})
+		if i < len(obj) && obj[i] == ',' {
+			i++
+		}
 	}
-	slices.Sort(names)
-	return names
+	slices.SortStableFunc(ms, func(a, b member) int { return strings.Compare(a.name, b.name) })
+	out := ms[:0]
+	for i, m := range ms {
+		if i+1 < len(ms) && ms[i+1].name == m.name {
+			continue
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// stringEnd is the index just past the JSON string starting at b[i] ('"').
+// b is valid compact JSON.
+func stringEnd(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(b)
+}
+
+// valueEnd is the index just past the JSON value starting at b[i].
+func valueEnd(b []byte, i int) int {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			i = stringEnd(b, i) - 1
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i
+			}
+			depth--
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+		if depth == 0 && (b[i] == '"' || b[i] == '}' || b[i] == ']') {
+			return i + 1
+		}
+	}
+	return i
 }
 
 func isObject(raw []byte) bool {
 	b := trimJSONSpace(raw)
 	return len(b) > 0 && b[0] == '{'
 }
-
-func isNull(raw []byte) bool { return string(trimJSONSpace(raw)) == "null" }
 
 // trimJSONSpace trims the four whitespace characters JSON allows.
 func trimJSONSpace(b []byte) []byte { return bytes.Trim(b, " \t\r\n") }
