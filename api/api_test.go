@@ -11,13 +11,13 @@ import (
 )
 
 func TestWritesAndReadsFollowTheContract(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts := newTestServer(t, Config{}, store.Options{})
 
 	res := ts.mustDo(200, "PUT", "/rooms/r1/offer.json", `{"type":"offer","sdp":"v=0\r\n"}`)
 	jsonEqual(t, res.body, `{"type":"offer","sdp":"v=0\r\n"}`)
-	if got := res.header.Get("ETag"); got != `"1"` {
-		t.Fatalf("PUT ETag = %s, want \"1\"", got)
+	if got := res.header.Get("ETag"); got != ts.etag(1) {
+		t.Fatalf("PUT ETag = %s, want %s", got, ts.etag(1))
 	}
 	if got := res.header.Get("Content-Type"); got != "application/json; charset=utf-8" {
 		t.Fatalf("Content-Type = %q", got)
@@ -28,8 +28,8 @@ func TestWritesAndReadsFollowTheContract(t *testing.T) {
 	if _, err := fmt.Sscanf(res.body, `{"name":%q}`, &name); err != nil || len(name) != 20 {
 		t.Fatalf("POST body %s: want {\"name\":<20-char push id>}", res.body)
 	}
-	if got := res.header.Get("ETag"); got != `"2"` {
-		t.Fatalf("POST ETag = %s, want \"2\" (the key's)", got)
+	if got := res.header.Get("ETag"); got != ts.etag(2) {
+		t.Fatalf("POST ETag = %s, want %s (the key's)", got, ts.etag(2))
 	}
 
 	res = ts.mustDo(200, "PATCH", "/rooms/r1", `{"answer":{"type":"answer"},"calleeCandidates/x1":{"candidate":"c2"}}`)
@@ -38,11 +38,11 @@ func TestWritesAndReadsFollowTheContract(t *testing.T) {
 	res = ts.mustDo(200, "GET", "/rooms/r1", "")
 	jsonEqual(t, res.body, `{"offer":{"type":"offer","sdp":"v=0\r\n"},"callerCandidates":{"`+name+`":{"candidate":"c1"}},
 		"answer":{"type":"answer"},"calleeCandidates":{"x1":{"candidate":"c2"}}}`)
-	if got := res.header.Get("ETag"); got != `"3"` {
-		t.Fatalf("room ETag = %s, want \"3\"", got)
+	if got := res.header.Get("ETag"); got != ts.etag(3) {
+		t.Fatalf("room ETag = %s, want %s", got, ts.etag(3))
 	}
-	if got := ts.mustDo(200, "GET", "/rooms/r1/offer", "").header.Get("ETag"); got != `"1"` {
-		t.Fatalf("offer ETag = %s, want \"1\": the last change at or below it", got)
+	if got := ts.mustDo(200, "GET", "/rooms/r1/offer", "").header.Get("ETag"); got != ts.etag(1) {
+		t.Fatalf("offer ETag = %s, want %s: the last change at or below it", got, ts.etag(1))
 	}
 	res = ts.mustDo(200, "GET", "/rooms/r1/calleeCandidates/x1.json", "")
 	jsonEqual(t, res.body, `{"candidate":"c2"}`)
@@ -52,8 +52,8 @@ func TestWritesAndReadsFollowTheContract(t *testing.T) {
 		t.Fatalf("print=pretty body %q is not indented", res.body)
 	}
 	res = ts.mustDo(204, "PUT", "/rooms/r1/note?print=silent", `"hi"`)
-	if res.body != "" || res.header.Get("ETag") != `"4"` {
-		t.Fatalf("print=silent: body %q ETag %s, want empty and \"4\"", res.body, res.header.Get("ETag"))
+	if res.body != "" || res.header.Get("ETag") != ts.etag(4) {
+		t.Fatalf("print=silent: body %q ETag %s, want empty and %s", res.body, res.header.Get("ETag"), ts.etag(4))
 	}
 
 	res = ts.mustDo(200, "DELETE", "/rooms/r1/offer", "")
@@ -73,27 +73,27 @@ func TestWritesAndReadsFollowTheContract(t *testing.T) {
 }
 
 func TestConditionalWrites(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts := newTestServer(t, Config{}, store.Options{})
 	ts.mustDo(200, "PUT", "/rooms/r/offer", `"o1"`, "If-Match", "null_etag")
 	res := ts.mustDo(412, "PUT", "/rooms/r/offer", `"o2"`, "If-Match", `"null_etag"`)
-	if res.body != `"o1"` || res.header.Get("ETag") != `"1"` {
+	if res.body != `"o1"` || res.header.Get("ETag") != ts.etag(1) {
 		t.Fatalf("412: body %s ETag %s, want the current value and its ETag", res.body, res.header.Get("ETag"))
 	}
-	ts.mustDo(200, "PUT", "/rooms/r/offer", `"o2"`, "If-Match", `"1"`)
-	ts.mustDo(200, "PUT", "/rooms/r/offer", `"o3"`, "If-Match", `2`)  // quotes optional
-	ts.mustDo(412, "PATCH", "/rooms/r", `{"x":1}`, "If-Match", `"2"`) // the room moved to 3
-	ts.mustDo(412, "POST", "/rooms/r/c", `1`, "If-Match", `"7"`)
-	res = ts.mustDo(412, "DELETE", "/rooms/r/nothing", "", "If-Match", `"3"`)
+	ts.mustDo(200, "PUT", "/rooms/r/offer", `"o2"`, "If-Match", ts.etag(1))
+	ts.mustDo(200, "PUT", "/rooms/r/offer", `"o3"`, "If-Match", ts.id(2))  // quotes optional
+	ts.mustDo(412, "PATCH", "/rooms/r", `{"x":1}`, "If-Match", ts.etag(2)) // the room moved to 3
+	ts.mustDo(412, "POST", "/rooms/r/c", `1`, "If-Match", ts.etag(7))
+	res = ts.mustDo(412, "DELETE", "/rooms/r/nothing", "", "If-Match", ts.etag(3))
 	if res.body != "null" || res.header.Get("ETag") != `"null_etag"` {
 		t.Fatalf("412 on an absent location: body %s ETag %s", res.body, res.header.Get("ETag"))
 	}
-	ts.mustDo(200, "DELETE", "/rooms/r", "", "If-Match", `"3"`)
+	ts.mustDo(200, "DELETE", "/rooms/r", "", "If-Match", ts.etag(3))
 }
 
 // Every 4xx leaves the stored data and the revision exactly as they were.
 func TestErrorsChangeNothing(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts := newTestServer(t, Config{MaxBody: 1024}, store.Options{Limits: store.Limits{MaxKeys: 2, MaxChildren: 2, MaxRoomBytes: 3000}})
 	ts.mustDo(200, "PUT", "/rooms/r1", `{"offer":"o","cands":{"a":1,"b":2}}`)
 	before := ts.mustDo(200, "GET", "/rooms/r1", "").body
@@ -129,7 +129,7 @@ func TestErrorsChangeNothing(t *testing.T) {
 		{"GET", "/nowhere", ``, nil, 404, "Not Found"},
 		{"POST", "/rooms/r1", `1`, nil, 405, "Method Not Allowed"},
 		{"PATCH", "/rooms/r1/k/c", `{}`, nil, 405, "Method Not Allowed"},
-		{"PUT", "/rooms/r1/offer", `"p"`, []string{"If-Match", `"9"`}, 412, ""},
+		{"PUT", "/rooms/r1/offer", `"p"`, []string{"If-Match", ts.etag(9)}, 412, ""},
 		{"PUT", "/rooms/r1/offer", `"p"`, []string{"If-Match", `W/"x"`}, 400, "If-Match"},
 		{"PUT", "/rooms/r1/k", `"` + strings.Repeat("x", 2000) + `"`, nil, 413, "1024"},
 		{"PUT", "/rooms/r1/k1", `1`, nil, 429, "keys"},
@@ -171,8 +171,34 @@ func TestErrorsChangeNothing(t *testing.T) {
 	ts.mustDo(200, "PUT", "/rooms/r1/cands/b", `2`) // shrinking is always allowed
 }
 
+// Under etcd a room's records are one etcd value, so a room that would
+// outgrow etcd's request size limit (--max-request-bytes, 1.5 MiB by
+// default) is refused like a room over its quota: 429, nothing changed.
+func TestEtcdRoomOverRequestLimitAnswers429(t *testing.T) {
+	if testEtcd == nil {
+		t.Skip("the etcd backend's limit (SIGBASE_TEST_BACKEND=etcd)")
+	}
+	ts := newTestServer(t, Config{}, store.Options{Limits: store.Limits{MaxRoomBytes: 8 << 20}})
+	value := `"` + strings.Repeat("x", 60000) + `"`
+	var res response
+	for i := 0; i < 40; i++ {
+		if res = ts.do("PUT", fmt.Sprintf("/rooms/r/k%d", i), value); res.status != 200 {
+			break
+		}
+	}
+	if res.status != 429 || !strings.Contains(res.body, "request size limit") || res.header.Get("Retry-After") == "" {
+		t.Fatalf("a room past etcd's request limit: got %d %s, want 429 with Retry-After", res.status, res.body)
+	}
+	rev, before := ts.st.Stats().Revision, ts.mustDo(200, "GET", "/rooms/r", "").body
+	ts.mustDo(429, "PUT", "/rooms/r/more", value)
+	if ts.st.Stats().Revision != rev || ts.mustDo(200, "GET", "/rooms/r", "").body != before {
+		t.Fatal("a refused write changed the room")
+	}
+	ts.mustDo(200, "DELETE", "/rooms/r/k0", "") // shrinking still works
+}
+
 func TestShutdownAnswers503(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts := newTestServer(t, Config{}, store.Options{})
 	ts.mustDo(200, "GET", "/readyz", "")
 	close(ts.shutdown)
@@ -188,7 +214,7 @@ func TestShutdownAnswers503(t *testing.T) {
 }
 
 func TestCORS(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts := newTestServer(t, Config{}, store.Options{})
 	res := ts.mustDo(204, "OPTIONS", "/rooms/r1/offer", "", "Origin", "https://app.example", "Access-Control-Request-Method", "PUT",
 		"Access-Control-Request-Headers", "content-type,if-match")
@@ -225,7 +251,7 @@ func TestCORS(t *testing.T) {
 }
 
 func TestHealthMetricsAndFiles(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts := newTestServer(t, Config{}, store.Options{})
 	ts.mustDo(200, "GET", "/healthz", "")
 	ts.mustDo(200, "GET", "/readyz", "")
@@ -236,7 +262,7 @@ func TestHealthMetricsAndFiles(t *testing.T) {
 		`sigbase_writes_total{code="200",op="put"} 1`,
 		`sigbase_writes_total{code="400",op="put"} 1`,
 		"sigbase_write_duration_seconds_bucket", "sigbase_commit_group_size_bucket",
-		"sigbase_watchers 0", "sigbase_rooms 1", "sigbase_revision 1", "sigbase_rooms_expired_total 0",
+		"sigbase_watchers 0", "sigbase_rooms 1", "sigbase_revision " + ts.id(1), "sigbase_rooms_expired_total 0",
 		"go_goroutines", "process_resident_memory_bytes",
 	} {
 		if !strings.Contains(body, want) {
@@ -247,7 +273,7 @@ func TestHealthMetricsAndFiles(t *testing.T) {
 }
 
 func TestICEServers(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts := newTestServer(t, Config{ICE: ICEConfig{
 		STUN: []string{"stun:stun.example:3478"}, TURN: []string{"turn:turn.example:3478?transport=udp"},
 		TURNSecret: "north", TURNTTL: time.Hour,
@@ -300,7 +326,7 @@ func TestIfMatchParsing(t *testing.T) {
 }
 
 func TestBodyLimitAnswers413BeforeReading(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts := newTestServer(t, Config{MaxBody: 100}, store.Options{})
 	req, _ := http.NewRequest("PUT", ts.srv.URL+"/rooms/r/k", strings.NewReader(`"`+strings.Repeat("x", 200)+`"`))
 	res, err := ts.srv.Client().Do(req)

@@ -47,7 +47,7 @@ func signed(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaim
 // permission, and every other row of the error table as before; none of
 // them changes anything.
 func TestAuthErrorTable(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts, a := newAuthServer(t, Config{MaxBody: 1024}, store.Options{Limits: store.Limits{MaxKeys: 1}})
 	rw := "Bearer " + mint(t, a, "r1", time.Hour, PermRead, PermWrite)
 	ts.mustDo(200, "PUT", "/rooms/r1/offer", `"o"`, "Authorization", rw)
@@ -82,7 +82,7 @@ func TestAuthErrorTable(t *testing.T) {
 	for _, row := range rows {
 		headers := []string{"Authorization", row.auth}
 		if row.name == "If-Match" {
-			headers = append(headers, "If-Match", `"999"`)
+			headers = append(headers, "If-Match", ts.etag(999))
 		}
 		res := ts.do(row.method, row.path, row.body, headers...)
 		if res.status != row.status || (row.status != 412 && !strings.HasPrefix(res.body, `{"error":"`)) {
@@ -104,7 +104,7 @@ func TestAuthErrorTable(t *testing.T) {
 }
 
 func TestAuthOnOtherRoutes(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts, a := newAuthServer(t, Config{}, store.Options{})
 	ts.mustDo(200, "GET", "/healthz", "")
 	ts.mustDo(200, "GET", "/readyz", "")
@@ -117,7 +117,7 @@ func TestAuthOnOtherRoutes(t *testing.T) {
 
 // A stream's token ends it: auth_revoked at expiry, then the stream closes.
 func TestStreamAuthRevoked(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts, a := newAuthServer(t, Config{}, store.Options{})
 	if res := ts.do("GET", "/rooms/r1", "", "Accept", "text/event-stream"); res.status != 401 {
 		t.Fatalf("stream without a token: %d", res.status)
@@ -135,7 +135,7 @@ func TestStreamAuthRevoked(t *testing.T) {
 
 // Tokens reach neither the logs nor the metrics.
 func TestTokensStayOutOfLogs(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	var logs bytes.Buffer
 	ts, a := newAuthServer(t, Config{Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))}, store.Options{})
 	tok := mint(t, a, "*", time.Hour, PermRead, PermWrite)
@@ -167,7 +167,7 @@ func TestMintRefusesNonsense(t *testing.T) {
 }
 
 func TestRateLimitPerIP(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts := newTestServer(t, Config{Rate: RateLimit{Rate: 1, Burst: 3}}, store.Options{})
 	for i := 0; i < 3; i++ {
 		ts.mustDo(200, "GET", "/rooms/r", "")

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -63,10 +62,7 @@ func FuzzLastEventID(f *testing.F) {
 // Any method, path and body: never a 5xx, never a panic, and every error is
 // {"error": "..."} with CORS headers.
 func FuzzRequests(f *testing.F) {
-	st, err := store.Open(filepath.Join(f.TempDir(), "fuzz.db"), store.Options{})
-	if err != nil {
-		f.Fatal(err)
-	}
+	st, _ := openTestStore(f, store.Options{})
 	f.Cleanup(func() { st.Close() })
 	h := NewServer(st, Config{})
 	f.Add("PUT", "/rooms/r1/offer.json", `{"type":"offer"}`)    // a normal write

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,21 +15,20 @@ import (
 	"github.com/sigbase/sigbase/store"
 )
 
-// testServer is a real store in t.TempDir() behind a real HTTP listener.
+// testServer is a real store (a bbolt file in t.TempDir(), or a prefix of
+// the test etcd: backend_test.go) behind a real HTTP listener.
 type testServer struct {
 	t        *testing.T
 	st       *store.Store
+	base     uint64 // the revision before the store's first write: ts.rev
 	srv      *httptest.Server
 	shutdown chan struct{}
 }
 
 func newTestServer(t *testing.T, cfg Config, opts store.Options) *testServer {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "sigbase.db"), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := &testServer{t: t, st: st, shutdown: make(chan struct{})}
+	st, base := openTestStore(t, opts)
+	ts := &testServer{t: t, st: st, base: base, shutdown: make(chan struct{})}
 	if cfg.Shutdown == nil {
 		cfg.Shutdown = ts.shutdown
 	}

@@ -23,7 +23,7 @@ import (
 // The exact bytes of a stream: headers, retry, snapshot with its revision,
 // then changes with paths relative to the watched location.
 func TestStreamWire(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts := newTestServer(t, Config{}, store.Options{})
 	ts.mustDo(200, "PUT", "/rooms/r1/offer", `{"type":"offer"}`)
 
@@ -44,15 +44,15 @@ func TestStreamWire(t *testing.T) {
 	}
 	r := bufio.NewReader(res.Body)
 	want := "retry: 1000\n\n" +
-		"id: 1\nevent: put\ndata: {\"path\":\"/\",\"data\":{\"offer\":{\"type\":\"offer\"}}}\n\n"
+		"id: " + ts.id(1) + "\nevent: put\ndata: {\"path\":\"/\",\"data\":{\"offer\":{\"type\":\"offer\"}}}\n\n"
 	expectBytes(t, r, want)
 
 	ts.mustDo(200, "PUT", "/rooms/r1/answer", `{"type":"answer","sdp":"a\nb"}`)
-	expectBytes(t, r, "id: 2\nevent: put\ndata: {\"path\":\"/answer\",\"data\":{\"sdp\":\"a\\nb\",\"type\":\"answer\"}}\n\n")
+	expectBytes(t, r, "id: "+ts.id(2)+"\nevent: put\ndata: {\"path\":\"/answer\",\"data\":{\"sdp\":\"a\\nb\",\"type\":\"answer\"}}\n\n")
 	ts.mustDo(200, "PATCH", "/rooms/r1", `{"callerCandidates/c1":{"candidate":"x"}}`)
-	expectBytes(t, r, "id: 3\nevent: patch\ndata: {\"path\":\"/\",\"data\":{\"callerCandidates/c1\":{\"candidate\":\"x\"}}}\n\n")
+	expectBytes(t, r, "id: "+ts.id(3)+"\nevent: patch\ndata: {\"path\":\"/\",\"data\":{\"callerCandidates/c1\":{\"candidate\":\"x\"}}}\n\n")
 	ts.mustDo(200, "DELETE", "/rooms/r1", "")
-	expectBytes(t, r, "id: 4\nevent: put\ndata: {\"path\":\"/\",\"data\":null}\n\n")
+	expectBytes(t, r, "id: "+ts.id(4)+"\nevent: put\ndata: {\"path\":\"/\",\"data\":null}\n\n")
 }
 
 func expectBytes(t *testing.T, r *bufio.Reader, want string) {
@@ -75,7 +75,7 @@ func expectBytes(t *testing.T, r *bufio.Reader, want string) {
 
 // Watches at every level see what shared/API.md says they see.
 func TestStreamPathsAndLevels(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts := newTestServer(t, Config{}, store.Options{})
 	room := ts.watch("/rooms/r")
 	offer := ts.watch("/rooms/r/offer")
@@ -111,21 +111,21 @@ func TestStreamPathsAndLevels(t *testing.T) {
 	ts.mustDo(200, "PUT", "/rooms/r/offer/type", `"pranswer"`)
 	room.expect("put", "/offer/type", `"pranswer"`)
 	f := offer.expect("put", "/type", `"pranswer"`)
-	if f.id != "6" {
-		t.Errorf("offer watcher: got id %s, want 6 (the room PUT did not change the offer)", f.id)
+	if f.id != ts.id(6) {
+		t.Errorf("offer watcher: got id %s, want %s (the room PUT did not change the offer)", f.id, ts.id(6))
 	}
 	ts.mustDo(200, "DELETE", "/rooms/r", "")
 	room.expect("put", "/", "null")
 	offer.expect("put", "/", "null")
 	g := sdp.expect("put", "/", "null")
-	if g.id != "7" {
-		t.Errorf("sdp watcher: got id %s, want 7", g.id)
+	if g.id != ts.id(7) {
+		t.Errorf("sdp watcher: got id %s, want %s", g.id, ts.id(7))
 	}
 	cands.expect("put", "/", "null")
 }
 
 func TestStreamKeepAlive(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts := newTestServer(t, Config{KeepAlive: 100 * time.Millisecond}, store.Options{})
 	c := ts.watch("/rooms/r")
 	c.next() // retry
@@ -143,7 +143,7 @@ func TestStreamKeepAlive(t *testing.T) {
 // Resume with Last-Event-ID (header or query): every change after it, in
 // order, none twice, no snapshot; a snapshot when the id cannot be honoured.
 func TestStreamResume(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts := newTestServer(t, Config{}, store.Options{Limits: store.Limits{MaxLogEntries: 5}})
 	ts.mustDo(200, "PUT", "/rooms/r/offer", `"o1"`)        // 1
 	ts.mustDo(200, "PUT", "/rooms/r/answer", `"a1"`)       // 2
@@ -151,50 +151,88 @@ func TestStreamResume(t *testing.T) {
 	ts.mustDo(200, "PUT", "/rooms/other/offer", `"x"`)     // 4, another room
 	ts.mustDo(200, "PATCH", "/rooms/r", `{"c/x":1,"d":2}`) // 5
 
-	c := ts.watch("/rooms/r", "Last-Event-ID", "2")
-	if f := c.expect("put", "/offer", `"o2"`); f.id != "3" {
-		t.Fatalf("first replayed id %s, want 3", f.id)
+	c := ts.watch("/rooms/r", "Last-Event-ID", ts.id(2))
+	if f := c.expect("put", "/offer", `"o2"`); f.id != ts.id(3) {
+		t.Fatalf("first replayed id %s, want %s", f.id, ts.id(3))
 	}
-	if f := c.expect("patch", "/", `{"c/x":1,"d":2}`); f.id != "5" {
-		t.Fatalf("second replayed id %s, want 5", f.id)
+	if f := c.expect("patch", "/", `{"c/x":1,"d":2}`); f.id != ts.id(5) {
+		t.Fatalf("second replayed id %s, want %s", f.id, ts.id(5))
 	}
 	ts.mustDo(200, "PUT", "/rooms/r/offer", `"o3"`) // 6, live
-	if f := c.expect("put", "/offer", `"o3"`); f.id != "6" {
-		t.Fatalf("live id %s, want 6", f.id)
+	if f := c.expect("put", "/offer", `"o3"`); f.id != ts.id(6) {
+		t.Fatalf("live id %s, want %s", f.id, ts.id(6))
 	}
 
-	q := ts.watch("/rooms/r/offer?last_event_id=3")
-	if f := q.expect("put", "/", `"o3"`); f.id != "6" {
-		t.Fatalf("query resume: id %s, want 6", f.id)
+	q := ts.watch("/rooms/r/offer?last_event_id=" + ts.id(3))
+	if f := q.expect("put", "/", `"o3"`); f.id != ts.id(6) {
+		t.Fatalf("query resume: id %s, want %s", f.id, ts.id(6))
 	}
-	upToDate := ts.watch("/rooms/r", "Last-Event-ID", "6")
+	upToDate := ts.watch("/rooms/r", "Last-Event-ID", ts.id(6))
 	ts.mustDo(200, "PUT", "/rooms/r/answer", `"a2"`) // 7
-	if f := upToDate.expect("put", "/answer", `"a2"`); f.id != "7" {
-		t.Fatalf("resume at head: id %s, want 7", f.id)
+	if f := upToDate.expect("put", "/answer", `"a2"`); f.id != ts.id(7) {
+		t.Fatalf("resume at head: id %s, want %s", f.id, ts.id(7))
 	}
 
 	snapshot := `{"offer":"o3","answer":"a2","c":{"x":1},"d":2}`
-	for name, id := range map[string]string{"malformed": "abc", "future": "99", "negative": "-1"} {
+	for name, id := range map[string]string{"malformed": "abc", "future": ts.id(99), "negative": "-1"} {
 		f := ts.watch("/rooms/r", "Last-Event-ID", id).expect("put", "/", snapshot)
-		if f.id != "7" {
-			t.Errorf("%s id: snapshot id %s, want 7", name, f.id)
+		if f.id != ts.id(7) {
+			t.Errorf("%s id: snapshot id %s, want %s", name, f.id, ts.id(7))
 		}
 	}
-	for i := 0; i < 6; i++ { // trim the log (5 entries) past revision 2
+	for i := 0; i < 6; i++ { // 8..13: under bbolt, trim the log (5 entries) past revision 2
 		ts.mustDo(200, "PUT", "/rooms/r/n", strconv.Itoa(i))
 	}
-	f := ts.watch("/rooms/r", "Last-Event-ID", "2").nextChange()
-	if f.id != "13" || !strings.HasPrefix(f.data, `{"path":"/","data":{`) {
-		t.Fatalf("resume before the trimmed log: got %+v, want a snapshot at 13", f)
+	replays, snapshots := 3, 3
+	if testEtcd != nil {
+		// An intended difference: the etcd backend keeps no log of its own,
+		// so MaxLogEntries does not apply; etcd's history holds every change
+		// until etcd compacts it, and a resume point older than the
+		// compaction gets the snapshot instead.
+		old := ts.watch("/rooms/r", "Last-Event-ID", ts.id(2))
+		old.expect("put", "/offer", `"o2"`)
+		old.expect("patch", "/", `{"c/x":1,"d":2}`)
+		old.expect("put", "/offer", `"o3"`)
+		old.expect("put", "/answer", `"a2"`)
+		for i := 0; i < 6; i++ {
+			if f := old.expect("put", "/n", strconv.Itoa(i)); f.id != ts.id(uint64(8+i)) {
+				t.Fatalf("replay from etcd's history: id %s, want %s", f.id, ts.id(uint64(8+i)))
+			}
+		}
+		replays++
+		testEtcd.compact(t, ts.rev(13))
 	}
+	f := ts.watch("/rooms/r", "Last-Event-ID", ts.id(2)).nextChange()
+	if f.id != ts.id(13) || !strings.HasPrefix(f.data, `{"path":"/","data":{`) {
+		t.Fatalf("resume before the trimmed log (or etcd's compaction): got %+v, want a snapshot at %s", f, ts.id(13))
+	}
+	snapshots++
 	ts.mustDo(200, "DELETE", "/rooms/r", "")        // 14
 	ts.mustDo(200, "PUT", "/rooms/r/offer", `"n1"`) // 15: re-created
-	f = ts.watch("/rooms/r", "Last-Event-ID", "13").nextChange()
-	if f.id != "15" || f.data != `{"path":"/","data":{"offer":"n1"}}` {
-		t.Fatalf("resume across a re-created room: got %+v, want a snapshot at 15", f)
+	across := ts.watch("/rooms/r", "Last-Event-ID", ts.id(13))
+	if testEtcd == nil {
+		// bbolt deletes a room's log with the room: a resume across a
+		// re-creation cannot be proven complete, so it gets a snapshot.
+		f = across.nextChange()
+		if f.id != ts.id(15) || f.data != `{"path":"/","data":{"offer":"n1"}}` {
+			t.Fatalf("resume across a re-created room: got %+v, want a snapshot at %s", f, ts.id(15))
+		}
+		snapshots++
+	} else {
+		// etcd's history holds the deletion and the re-creation: replayed.
+		if f := across.expect("put", "/", "null"); f.id != ts.id(14) {
+			t.Fatalf("resume across a re-created room: deletion id %s, want %s", f.id, ts.id(14))
+		}
+		if f := across.expect("put", "/offer", `"n1"`); f.id != ts.id(15) {
+			t.Fatalf("resume across a re-created room: re-creation id %s, want %s", f.id, ts.id(15))
+		}
+		replays++
 	}
 	body := ts.mustDo(200, "GET", "/metrics", "").body
-	for _, want := range []string{`sigbase_resumes_total{outcome="replay"} 3`, `sigbase_resumes_total{outcome="snapshot"} 5`} {
+	for _, want := range []string{
+		fmt.Sprintf(`sigbase_resumes_total{outcome="replay"} %d`, replays),
+		fmt.Sprintf(`sigbase_resumes_total{outcome="snapshot"} %d`, snapshots),
+	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
 		}
@@ -204,7 +242,7 @@ func TestStreamResume(t *testing.T) {
 // The r3labs client, as a real SSE client, resumes after the server ends
 // the stream and gets exactly the changes it missed.
 func TestStreamResumeWithR3labsClient(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	shutdown := make(chan struct{})
 	ts := newTestServer(t, Config{Shutdown: shutdown}, store.Options{})
 	ts.mustDo(200, "PUT", "/rooms/r/k", `0`)
@@ -227,11 +265,11 @@ func TestStreamResumeWithR3labsClient(t *testing.T) {
 			}
 		}
 	}
-	if ev := next(); string(ev.Event) != "put" || string(ev.ID) != "1" {
-		t.Fatalf("snapshot: %s %s", ev.Event, ev.ID)
+	if ev := next(); string(ev.Event) != "put" || string(ev.ID) != ts.id(1) {
+		t.Fatalf("snapshot: %s %s, want put %s", ev.Event, ev.ID, ts.id(1))
 	}
 	ts.mustDo(200, "PUT", "/rooms/r/k", `1`)
-	if ev := next(); string(ev.ID) != "2" {
+	if ev := next(); string(ev.ID) != ts.id(2) {
 		t.Fatalf("live: id %s", ev.ID)
 	}
 	close(shutdown) // every stream gets cancel and ends
@@ -259,8 +297,8 @@ func TestStreamResumeWithR3labsClient(t *testing.T) {
 	go again.SubscribeRawWithContext(ctx, func(ev *sse.Event) { events <- ev })
 	for i := 3; i <= 5; i++ {
 		ev := next()
-		if string(ev.ID) != strconv.Itoa(i) || !strings.Contains(string(ev.Data), fmt.Sprintf(`"data":%d`, i)) {
-			t.Fatalf("replayed %s %s, want id %d", ev.ID, ev.Data, i)
+		if string(ev.ID) != ts.id(uint64(i)) || !strings.Contains(string(ev.Data), fmt.Sprintf(`"data":%d`, i)) {
+			t.Fatalf("replayed %s %s, want id %s", ev.ID, ev.Data, ts.id(uint64(i)))
 		}
 	}
 }
@@ -268,7 +306,7 @@ func TestStreamResumeWithR3labsClient(t *testing.T) {
 // A watcher that never reads must not slow writers or other watchers; the
 // server drops it.
 func TestStalledWatcherHarmsOnlyItself(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts := newTestServer(t, Config{WriteTimeout: 500 * time.Millisecond}, store.Options{WatchQueue: 16})
 	conn := dialSmallWindow(t, ts.srv.Listener.Addr().String())
 	fmt.Fprintf(conn, "GET /rooms/r HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
@@ -284,15 +322,15 @@ func TestStalledWatcherHarmsOnlyItself(t *testing.T) {
 		defer wg.Done()
 		for i := 1; i <= writes; i++ {
 			f := healthy.nextChange()
-			if f.id != strconv.Itoa(i) {
-				t.Errorf("healthy watcher: got id %s, want %d", f.id, i)
+			if f.id != ts.id(uint64(i)) {
+				t.Errorf("healthy watcher: got id %s, want %s", f.id, ts.id(uint64(i)))
 				return
 			}
 		}
 	}()
-	for i := 0; i < writes; i++ {
+	for i := 0; i < writes; i++ { // over ten keys: a 160 KB room (etcd rewrites it whole on every write)
 		start := time.Now()
-		ts.mustDo(200, "PUT", fmt.Sprintf("/rooms/r/k%d", i%50), value)
+		ts.mustDo(200, "PUT", fmt.Sprintf("/rooms/r/k%d", i%10), value)
 		slowest = max(slowest, time.Since(start))
 	}
 	wg.Wait()
@@ -312,14 +350,17 @@ func TestStalledWatcherHarmsOnlyItself(t *testing.T) {
 // A watcher that falls behind its queue is told to go (cancel) and can
 // resume from its last id.
 func TestSlowWatcherGetsCancel(t *testing.T) {
-	t.Parallel()
-	ts := newTestServer(t, Config{WriteTimeout: 20 * time.Second}, store.Options{WatchQueue: 4, Limits: store.Limits{MaxRoomBytes: 64 << 20}})
+	parallel(t)
+	ts := newTestServer(t, Config{WriteTimeout: 20 * time.Second}, store.Options{WatchQueue: 4})
 	conn := dialSmallWindow(t, ts.srv.Listener.Addr().String())
 	fmt.Fprintf(conn, "GET /rooms/r HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
 	time.Sleep(100 * time.Millisecond) // let the snapshot go out
 	value := `"` + strings.Repeat("v", 32000) + `"`
-	for i := 0; i < 400; i++ { // 12.8 MB: more than socket buffers hold
-		ts.mustDo(200, "PUT", fmt.Sprintf("/rooms/r/k%d", i%100), value)
+	// 12.8 MB of changes, more than socket buffers hold, over ten keys: the
+	// room itself stays at 320 KB, under the default quota and, since the
+	// etcd backend keeps a room as one etcd value, under etcd's request limit.
+	for i := 0; i < 400; i++ {
+		ts.mustDo(200, "PUT", fmt.Sprintf("/rooms/r/k%d", i%10), value)
 	}
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
@@ -362,7 +403,7 @@ func tail(b []byte, n int) string {
 }
 
 func TestShutdownCancelsStreams(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts := newTestServer(t, Config{}, store.Options{})
 	c := ts.watch("/rooms/r")
 	c.expect("put", "/", "null")
@@ -377,7 +418,7 @@ func TestShutdownCancelsStreams(t *testing.T) {
 }
 
 func TestStreamLimits(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts := newTestServer(t, Config{MaxStreams: 3, MaxStreamsPerRoom: 2, MaxStreamsPerIP: 3}, store.Options{})
 	ts.watch("/rooms/a").expect("put", "/", "null")
 	ts.watch("/rooms/a/k").expect("put", "/", "null")
@@ -400,7 +441,7 @@ func TestStreamLimits(t *testing.T) {
 // Many writers and several watchers per room: each watcher sees every
 // acknowledged write of its room once, in revision order.
 func TestConcurrentWritersAndWatchers(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	ts := newTestServer(t, Config{}, store.Options{})
 	const rooms, watchersPerRoom, writers, writesEach = 3, 3, 8, 40
 	type watcher struct {
