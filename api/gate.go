@@ -5,9 +5,11 @@ import (
 	"sync"
 )
 
-// streamGate bounds open streams in total, per client IP and per room.
+// streamGate bounds open streams in total, per client IP and per room, and
+// watches taken-over connections for hang-ups.
 type streamGate struct {
 	max, perIP, perRoom int // static
+	hangups             hangups
 
 	mu    sync.Mutex
 	total int

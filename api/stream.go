@@ -22,9 +22,8 @@ import (
 // Over HTTP/1.1 the stream takes the connection over (Hijack) and goes on
 // in a goroutine of its own: net/http's per-connection buffers and reader
 // goroutine, and this handler's stack under the middleware chain, are
-// released, so an idle watcher costs a few KiB. A client that leaves is then
-// noticed at the next write (an event or a keep-alive). Over HTTP/2 the
-// handler streams through the ResponseWriter.
+// released, so an idle watcher costs a few KiB; one poller notices hang-ups
+// (hangups). Over HTTP/2 the handler streams through the ResponseWriter.
 func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at store.Path, g grant) error {
 	after, resume, malformed := lastEventID(c.Request())
 	release, err := gate.acquire(at.Room, clientKey(c.RealIP()))
@@ -45,6 +44,7 @@ func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at sto
 	if c.Request().ProtoMajor == 1 {
 		if conn, err := hijack(c); err == nil {
 			s.out = &connWriter{conn: conn, timeout: cfg.WriteTimeout}
+			s.gone, s.unwatch = gate.hangups.watch(conn)
 			cfg.Streams.Add(1)
 			go func() {
 				defer cfg.Streams.Done()
@@ -89,14 +89,19 @@ type stream struct {
 	at          store.Path
 	cfg         Config
 	out         frameWriter
-	resumeAsked bool   // Last-Event-ID was given: count how the resume went
-	release     func() // gives the stream's slot back
+	resumeAsked bool            // Last-Event-ID was given: count how the resume went
+	release     func()          // gives the stream's slot back
+	gone        <-chan struct{} // closed when the client hung up (taken-over connections)
+	unwatch     func()          // stops watching for that, before the connection closes
 	buf         []byte
 }
 
 // serve sends retry: and then events, and cleans up when the stream ends.
 func (s *stream) serve(ctx context.Context, tokenExpires time.Time) {
 	defer func() {
+		if s.unwatch != nil {
+			s.unwatch()
+		}
 		s.out.close()
 		s.w.Close()
 		s.release()
@@ -135,6 +140,8 @@ func (s *stream) run(ctx context.Context, tokenExpires time.Time) {
 			_ = s.out.send(appendControl(nil, "cancel", "server shutting down"))
 			return
 		case <-ctx.Done():
+			return
+		case <-s.gone:
 			return
 		}
 		keepAlive.Reset(s.cfg.KeepAlive)

@@ -495,3 +495,27 @@ func TestConcurrentWritersAndWatchers(t *testing.T) {
 		}
 	}
 }
+
+// A watcher that hangs up is noticed within about a second, not at the
+// next keep-alive: its slot and its room's TTL clock are freed.
+func TestHangupFreesTheStream(t *testing.T) {
+	parallel(t)
+	ts := newTestServer(t, Config{KeepAlive: time.Hour, MaxStreamsPerRoom: 1}, store.Options{})
+	conn, err := net.Dial("tcp", ts.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "GET /rooms/r HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+	if _, err := bufio.NewReader(conn).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for ts.st.Stats().Watchers != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a hung-up watcher is still registered after 5 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ts.watch("/rooms/r").nextChange() // the room's one slot is free again
+}

@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // The etcd backend keeps each room as two etcd keys under a prefix:
@@ -83,6 +84,9 @@ func OpenEtcd(eo EtcdOptions, opts Options) (*Store, error) {
 	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: eo.Endpoints, DialTimeout: eo.DialTimeout,
+		// The client's own logging would bypass ours; its failures reach us
+		// as errors.
+		Logger: zap.NewNop(),
 		// Ping each member's connection, so that one that hangs (a frozen
 		// machine, a network partition: no TCP reset) is dropped and its
 		// requests and watches move to the other members. 10 s is gRPC's
