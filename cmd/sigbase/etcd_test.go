@@ -12,7 +12,6 @@ package main
 // unless SIGBASE_FULL_TESTS=1 (CI), where they fail.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -660,27 +659,7 @@ func (f *roomFollower) stream(ctx context.Context, node string) {
 	f.mu.Lock()
 	f.streams++
 	f.mu.Unlock()
-	r := bufio.NewReader(res.Body)
-	var id, event, data string
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		switch line = strings.TrimSuffix(line, "\n"); {
-		case strings.HasPrefix(line, "id: "):
-			id = line[4:]
-		case strings.HasPrefix(line, "event: "):
-			event = line[7:]
-		case strings.HasPrefix(line, "data: "):
-			data = line[6:]
-		case line == "":
-			if event == "put" || event == "patch" {
-				f.apply(id, event, data)
-			}
-			id, event, data = "", "", ""
-		}
-	}
+	changes(res.Body, f.apply)
 }
 
 func (f *roomFollower) apply(idText, event, data string) {

@@ -129,7 +129,12 @@ func (w *faultWatcher) stream(ctx context.Context, base string) {
 		return
 	}
 	defer res.Body.Close()
-	r := bufio.NewReader(res.Body)
+	changes(res.Body, w.apply)
+}
+
+// changes reads a stream and calls apply with each put and patch event.
+func changes(body io.Reader, apply func(id, event, data string)) {
+	r := bufio.NewReader(body)
 	var id, event, data string
 	for {
 		line, err := r.ReadString('\n')
@@ -145,7 +150,7 @@ func (w *faultWatcher) stream(ctx context.Context, base string) {
 			data = line[6:]
 		case line == "":
 			if event == "put" || event == "patch" {
-				w.apply(id, event, data)
+				apply(id, event, data)
 			}
 			id, event, data = "", "", ""
 		}
