@@ -54,6 +54,9 @@ func appendControl(b []byte, event string, reason string) []byte {
 // and so has no line breaks; should one appear, it starts a new data line,
 // which the reader joins back with "\n".
 func appendDataLines(b []byte, data []byte) []byte {
+	if bytes.IndexByte(data, '\n') < 0 && bytes.IndexByte(data, '\r') < 0 {
+		return append(b, data...) // always so for stored JSON; IndexByte is fast
+	}
 	for {
 		i := bytes.IndexAny(data, "\r\n")
 		if i < 0 {
