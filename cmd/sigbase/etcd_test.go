@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -390,27 +389,8 @@ func nginxCluster(t *testing.T, bin, node1, node2 string) string {
 		} {
 			conf = pxReplace(t, conf, r[0], r[1])
 		}
-		user := ""
-		if os.Geteuid() == 0 {
-			user = "user root;"
-		}
 		pxWrite(t, filepath.Join(dir, "site.conf"), conf)
-		pxWrite(t, filepath.Join(dir, "nginx.conf"), fmt.Sprintf(`%s
-worker_processes 1;
-daemon off;
-pid %[2]s/nginx.pid;
-error_log stderr warn;
-events { worker_connections 256; }
-http {
-	access_log off;
-	client_body_temp_path %[2]s/body;
-	proxy_temp_path %[2]s/proxy;
-	fastcgi_temp_path %[2]s/fastcgi;
-	uwsgi_temp_path %[2]s/uwsgi;
-	scgi_temp_path %[2]s/scgi;
-	include %[2]s/site.conf;
-}
-`, user, dir))
+		pxWrite(t, filepath.Join(dir, "nginx.conf"), pxNginxMain(dir, "site.conf"))
 		p := pxStart(t, "nginx", nil, bin, "-p", dir+"/", "-e", "stderr", "-c", filepath.Join(dir, "nginx.conf"))
 		url := fmt.Sprintf("http://127.0.0.1:%d", port)
 		if pxReady(t, p, http.DefaultClient, url+"/healthz", attempt) {

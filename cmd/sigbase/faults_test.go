@@ -361,15 +361,7 @@ func TestFullDatabaseKeepsReadsAndStreams(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, nil, "--data", filepath.Join(t.TempDir(), "db"), "--max-db-size", "1MiB",
 		"--keepalive", "200ms", "--rate-limit", "0")
-	req, _ := http.NewRequest("GET", s.url+"/rooms/watched", nil)
-	req.Header.Set("Accept", "text/event-stream")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	stream := &syncBuffer{}
-	go io.Copy(stream, res.Body)
+	stream := openStream(t, s.url+"/rooms/watched")
 	request(t, "PUT", s.url+"/rooms/watched/k", `"before"`)
 	stream.waitFor(t, `"data":"before"`)
 

@@ -137,15 +137,7 @@ func TestServeShutdownAndRestart(t *testing.T) {
 	if code, body := request(t, "PUT", s.url+"/rooms/r1/offer", `{"type":"offer"}`); code != 200 {
 		t.Fatalf("PUT: %d %s", code, body)
 	}
-	req, _ := http.NewRequest("GET", s.url+"/rooms/r1", nil)
-	req.Header.Set("Accept", "text/event-stream")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	stream := &syncBuffer{}
-	go io.Copy(stream, res.Body)
+	stream := openStream(t, s.url+"/rooms/r1")
 	stream.waitFor(t, `"data":{"offer":{"type":"offer"}}`)
 
 	start := time.Now()
@@ -298,4 +290,20 @@ func TestWildcardListenerShowsAnOpenableURL(t *testing.T) {
 	if !strings.HasPrefix(s.url, "http://127.0.0.1:") {
 		t.Fatalf("listening line shows %s", s.url)
 	}
+}
+
+// openStream watches url and copies the raw stream into a buffer until the
+// test ends.
+func openStream(t *testing.T, url string) *syncBuffer {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { res.Body.Close() })
+	stream := &syncBuffer{}
+	go io.Copy(stream, res.Body)
+	return stream
 }

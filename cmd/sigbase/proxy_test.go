@@ -155,28 +155,8 @@ func pxNginx(t *testing.T, bin, upstream, readTimeout string) pxProxy {
 		} {
 			conf = pxReplace(t, conf, r[0], r[1])
 		}
-		user := ""
-		if os.Geteuid() == 0 {
-			user = "user root;" // workers write request bodies under dir, which is root's
-		}
-		top := fmt.Sprintf(`%s
-worker_processes 1;
-daemon off;
-pid %[2]s/nginx.pid;
-error_log stderr warn;
-events { worker_connections 256; }
-http {
-	access_log off;
-	client_body_temp_path %[2]s/body;
-	proxy_temp_path %[2]s/proxy;
-	fastcgi_temp_path %[2]s/fastcgi;
-	uwsgi_temp_path %[2]s/uwsgi;
-	scgi_temp_path %[2]s/scgi;
-	include %[2]s/sigbase.conf;
-}
-`, user, dir)
 		pxWrite(t, filepath.Join(dir, "sigbase.conf"), conf)
-		pxWrite(t, filepath.Join(dir, "nginx.conf"), top)
+		pxWrite(t, filepath.Join(dir, "nginx.conf"), pxNginxMain(dir, "sigbase.conf"))
 		p := pxStart(t, "nginx", nil, bin, "-p", dir+"/", "-e", "stderr", "-c", filepath.Join(dir, "nginx.conf"))
 		px := pxProxy{
 			url:   fmt.Sprintf("https://localhost:%d", httpsPort),
@@ -1017,4 +997,29 @@ func (st *pxStream) next(t *testing.T, d time.Duration) pxEvent {
 		t.Fatalf("no event within %v", d)
 	}
 	return pxEvent{}
+}
+
+// pxNginxMain is the main nginx.conf around a server config in dir: in the
+// foreground, everything under dir, logs to stderr.
+func pxNginxMain(dir, include string) string {
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "user root;" // workers write request bodies under dir, which is root's
+	}
+	return fmt.Sprintf(`%s
+worker_processes 1;
+daemon off;
+pid %[2]s/nginx.pid;
+error_log stderr warn;
+events { worker_connections 256; }
+http {
+	access_log off;
+	client_body_temp_path %[2]s/body;
+	proxy_temp_path %[2]s/proxy;
+	fastcgi_temp_path %[2]s/fastcgi;
+	uwsgi_temp_path %[2]s/uwsgi;
+	scgi_temp_path %[2]s/scgi;
+	include %[2]s/%[3]s;
+}
+`, user, dir, include)
 }
