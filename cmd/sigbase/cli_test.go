@@ -157,6 +157,21 @@ func TestWatchStopsOnPermanentErrors(t *testing.T) {
 			t.Errorf("watch on a %d retried:\n%s", c.status, w.log)
 		}
 	}
+
+	// Neither do a certificate that does not verify and a URL that is none.
+	tlsServer := startServer(t, nil, "--data", filepath.Join(t.TempDir(), "db"), "--tls-self-signed")
+	for _, c := range []struct{ url, want string }{
+		{tlsServer.url + "/rooms/r1", "certificate"},
+		{"ftp://127.0.0.1/rooms/r1", "want an http:// or https:// URL"},
+	} {
+		w := startWatch(t, c.url)
+		if err := w.wait(t); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("watch %s: %v, want %q", c.url, err, c.want)
+		}
+		if strings.Contains(w.log.String(), "reconnecting") {
+			t.Errorf("watch %s retried:\n%s", c.url, w.log)
+		}
+	}
 }
 
 // 429 and 503 pass: watch waits the server's Retry-After (5 s here, where
@@ -197,7 +212,7 @@ func TestWatchRetriesOverloadAfterRetryAfter(t *testing.T) {
 func TestWatchRawPrintsTheStream(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, nil, "--data", filepath.Join(t.TempDir(), "db"))
-	w := startWatch(t, "--raw", s.url+"/rooms/r1")
+	w := startWatch(t, "--raw", strings.TrimPrefix(s.url, "http://")+"/rooms/r1") // host:port/path will do
 	w.out.waitFor(t, "retry: 1000\n\nid: 0\nevent: put\ndata: {\"path\":\"/\",\"data\":null}\n\n")
 	request(t, "PATCH", s.url+"/rooms/r1", `{"a":1,"b/c":"x"}`)
 	w.out.waitFor(t, "id: 1\nevent: patch\ndata: {\"path\":\"/\",\"data\":{\"a\":1,\"b/c\":\"x\"}}\n\n")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -41,7 +42,11 @@ func watchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	w := &watcher{url: fs.Arg(0), token: *token, raw: *raw, out: stdout, log: stderr, retry: time.Second}
+	url := withScheme(fs.Arg(0))
+	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
+		return fmt.Errorf("watch %s: want an http:// or https:// URL", url)
+	}
+	w := &watcher{url: url, token: *token, raw: *raw, out: stdout, log: stderr, retry: time.Second}
 	return w.run(ctx)
 }
 
@@ -119,6 +124,10 @@ func (w *watcher) stream(ctx context.Context) (connected bool, err error) {
 		req.Header.Set("Last-Event-ID", w.lastID)
 	}
 	res, err := http.DefaultClient.Do(req)
+	var badCert *tls.CertificateVerificationError
+	if errors.As(err, &badCert) {
+		return false, &permanent{err} // the same certificate comes back
+	}
 	if err != nil {
 		return false, err
 	}
@@ -262,12 +271,16 @@ func healthCmd(ctx context.Context, args []string, getenv func(string) string, s
 }
 
 // baseURL makes a URL of a URL or a listen address (host:port, :port).
-func baseURL(s string) string {
-	if !strings.Contains(s, "://") {
-		if strings.HasPrefix(s, ":") {
-			s = "127.0.0.1" + s
-		}
-		s = "http://" + s
+func baseURL(s string) string { return strings.TrimSuffix(withScheme(s), "/") }
+
+// withScheme reads an address without a scheme (host:port[/path], :port)
+// as the http:// URL that --addr would serve.
+func withScheme(s string) string {
+	if strings.Contains(s, "://") {
+		return s
 	}
-	return strings.TrimSuffix(s, "/")
+	if strings.HasPrefix(s, ":") {
+		s = "127.0.0.1" + s
+	}
+	return "http://" + s
 }
