@@ -43,7 +43,7 @@ func TestHelpAndVersionExitZero(t *testing.T) {
 		if err := run(context.Background(), []string{cmd, "-h"}, noEnv, io.Discard, &usage); err != nil {
 			t.Errorf("sigbase %s -h: %v", cmd, err)
 		}
-		if !strings.Contains(usage.String(), "-") {
+		if !strings.Contains(usage.String(), "\n  -") {
 			t.Errorf("sigbase %s -h printed no flags: %q", cmd, usage.String())
 		}
 	}
