@@ -12,9 +12,7 @@ import (
 
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "sigbase:", err)
-		}
+		fmt.Fprintln(os.Stderr, "sigbase:", err)
 		os.Exit(1)
 	}
 }
@@ -22,19 +20,39 @@ func main() {
 const usage = `usage: sigbase [command] [flags]
 
 commands:
-  serve           run the server (the default); sigbase serve -h lists its flags
+  serve           run the server (the default when no command is given)
   watch URL       print the events of a location, resuming across disconnects
-  token           mint an access token (when auth is on)
-  health [URL]    exit 0 when the server at URL answers /healthz
+  token           mint an access token for a room (when auth is on)
+  health [ADDR]   exit 0 when the server at ADDR (a URL or host:port) answers /healthz
   version         print the version
+  help            print this list
+
+sigbase COMMAND -h lists the flags of a command.
 `
 
 // run is the whole program; main only supplies the OS.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := "serve"
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
+	if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help":
+			cmd, args = "help", args[1:]
+		case "-version", "--version":
+			cmd, args = "version", args[1:]
+		default:
+			if args[0] != "" && args[0][0] != '-' {
+				cmd, args = args[0], args[1:]
+			}
+		}
 	}
+	err := dispatch(ctx, cmd, args, getenv, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // -h: the flag set printed its usage, as asked
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, cmd string, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "serve":
 		return serve(ctx, args, getenv, stdout, stderr)
@@ -52,5 +70,5 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", cmd)
+	return fmt.Errorf("unknown command %q (sigbase help lists them)", cmd)
 }

@@ -200,35 +200,31 @@ func TestLockedDatabaseFailsClearly(t *testing.T) {
 	}
 }
 
-// sigbase watch prints events and resumes across a server restart.
+// sigbase watch prints events one a line and resumes across a server
+// restart: the network errors while it is down are retried.
 func TestWatchCommandResumesAcrossRestart(t *testing.T) {
 	t.Parallel()
 	data := filepath.Join(t.TempDir(), "sigbase.db")
 	s := startServer(t, nil, "--data", data)
 	addr := strings.TrimPrefix(s.url, "http://")
-	out := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	watched := make(chan error, 1)
-	go func() {
-		watched <- run(ctx, []string{"watch", s.url + "/rooms/r1"}, func(string) string { return "" }, out, io.Discard)
-	}()
-	defer func() {
-		cancel()
-		if err := <-watched; err != nil {
-			t.Errorf("watch returned %v", err)
-		}
-	}()
-	out.waitFor(t, "id=0 put /\n  null")
+	w := startWatch(t, s.url+"/rooms/r1")
+	w.out.waitFor(t, " id=0 put / null\n")
 	request(t, "PUT", s.url+"/rooms/r1/offer", `{"sdp":"x"}`)
-	out.waitFor(t, "id=1 put /offer\n  {\n    \"sdp\": \"x\"\n  }")
+	w.out.waitFor(t, " id=1 put /offer {\"sdp\":\"x\"}\n")
 
 	s.stop(t)
-	out.waitFor(t, "cancel")
+	w.log.waitFor(t, `cancel "server shutting down"`)
+	w.log.waitFor(t, "connection refused")
 	s2 := startServer(t, nil, "--data", data, "--addr", addr)
 	request(t, "PUT", s2.url+"/rooms/r1/answer", `"a"`)
-	out.waitFor(t, "id=2 put /answer\n  \"a\"")
-	if strings.Count(out.String(), "put /offer") != 1 {
-		t.Errorf("the offer was printed more than once:\n%s", out)
+	w.out.waitFor(t, " id=2 put /answer \"a\"\n")
+	if strings.Count(w.out.String(), "put /offer") != 1 {
+		t.Errorf("the offer was printed more than once:\n%s", w.out)
+	}
+	select {
+	case err := <-w.done:
+		t.Fatalf("watch returned %v", err)
+	default:
 	}
 }
 

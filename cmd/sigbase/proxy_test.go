@@ -650,7 +650,7 @@ func pxTool(t *testing.T, name, path string) string {
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	pkg := map[string]string{"turnserver": "coturn"}[name]
+	pkg := map[string]string{"turnserver": "coturn", "etcd": "etcd-server"}[name]
 	if pkg == "" {
 		pkg = name
 	}

@@ -38,8 +38,9 @@ func readmeBlocks(t *testing.T) []block {
 // commands succeed and the watcher prints what the README shows.
 func TestReadmeCurlWalkthrough(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Fatal("the README walkthrough needs curl: apt-get install curl")
+	for _, tool := range []string{"curl", "bash"} {
+		_, err := exec.LookPath(tool)
+		requireFull(t, err == nil, tool+" to run the README walkthrough (apt-get install "+tool+")")
 	}
 	s := startServer(t, nil, "--data", filepath.Join(t.TempDir(), "sigbase.db"))
 	local := func(cmd string) string { return strings.ReplaceAll(cmd, "http://127.0.0.1:8080", s.url) }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sigbase/sigbase/api"
+	"github.com/sigbase/sigbase/store"
 )
 
 // secretFlags name the auth secret: inline, or in a file (better: it stays
@@ -57,6 +58,12 @@ func tokenCmd(args []string, getenv func(string) string, stdout, stderr io.Write
 	}
 	if *room == "" {
 		return errors.New(`token: --room is required (a room name, or "*")`)
+	}
+	if *room != "*" {
+		// The server's own rule: a token for a room it would refuse is useless.
+		if _, err := store.NewPath(*room, "", ""); err != nil {
+			return fmt.Errorf("token: --room: %w", err)
+		}
 	}
 	a, err := s.auth()
 	if err != nil {
