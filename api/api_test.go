@@ -130,7 +130,12 @@ func TestErrorsChangeNothing(t *testing.T) {
 		{"POST", "/rooms/r1", `1`, nil, 405, "Method Not Allowed"},
 		{"PATCH", "/rooms/r1/k/c", `{}`, nil, 405, "Method Not Allowed"},
 		{"PUT", "/rooms/r1/offer", `"p"`, []string{"If-Match", ts.etag(9)}, 412, ""},
-		{"PUT", "/rooms/r1/offer", `"p"`, []string{"If-Match", `W/"x"`}, 400, "If-Match"},
+		{"PUT", "/rooms/r1/offer", `"p"`, []string{"If-Match", `W/"x"`}, 400, `want \"<revision>\"`},
+		{"PUT", "/rooms/r1/offer", `"p"`, []string{"If-Match", ""}, 400, "If-Match: empty"},
+		{"PUT", "/rooms/r1/offer//", `"p"`, nil, 400, "empty path segment"},
+		{"PUT", "/rooms/r1//offer", `"p"`, nil, 400, "empty path segment"},
+		{"DELETE", "/rooms/r1/cands//", ``, nil, 400, "empty path segment"},
+		{"GET", "/rooms//r1", ``, nil, 400, "empty path segment"},
 		{"PUT", "/rooms/r1/k", `"` + strings.Repeat("x", 2000) + `"`, nil, 413, "1024"},
 		{"PUT", "/rooms/r1/k1", `1`, nil, 429, "keys"},
 		{"POST", "/rooms/r1/cands", `3`, nil, 429, "children"},
@@ -227,7 +232,7 @@ func TestCORS(t *testing.T) {
 			t.Errorf("preflight %s = %q, want it to contain %q", h, res.header.Get(h), want)
 		}
 	}
-	for _, h := range []string{"Authorization", "Last-Event-ID", "Content-Type"} {
+	for _, h := range []string{"Authorization", "Last-Event-ID", "Content-Type", "If-None-Match", "X-Firebase-ETag"} {
 		if !strings.Contains(res.header.Get("Access-Control-Allow-Headers"), h) {
 			t.Errorf("preflight does not allow %s", h)
 		}

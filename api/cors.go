@@ -11,7 +11,7 @@ import (
 // Preflight answers: the methods and request headers the API uses.
 const (
 	corsMethods = "GET, PUT, POST, PATCH, DELETE, OPTIONS"
-	corsHeaders = "Content-Type, Authorization, If-Match, Last-Event-ID, Accept"
+	corsHeaders = "Content-Type, Authorization, If-Match, If-None-Match, Last-Event-ID, Accept, Cache-Control, X-Firebase-ETag"
 	corsMaxAge  = "86400"
 )
 

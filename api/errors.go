@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -68,9 +69,18 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			writeErr(c, status, cond.Value)
 			return
 		}
-		body, _ := json.Marshal(map[string]string{"error": msg})
-		writeErr(c, status, body)
+		writeErr(c, status, errorBody(msg))
 	}
+}
+
+// errorBody is {"error": msg} as plain JSON: no HTML escaping, so a message
+// quoting "<revision>" reads as written.
+func errorBody(msg string) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(map[string]string{"error": msg})
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
 func writeErr(c echo.Context, status int, body []byte) {

@@ -76,7 +76,7 @@ func writeHandler(cfg Config, op string, write writeFunc) echo.HandlerFunc {
 		if _, err := authorize(c, cfg.Auth, at.Room, PermWrite); err != nil {
 			return err
 		}
-		cond, err := ifMatch(c.Request().Header.Get("If-Match"))
+		cond, err := ifMatchHeader(c.Request().Header)
 		if err != nil {
 			return err
 		}
@@ -121,6 +121,21 @@ func readBody(c echo.Context, limit int64) ([]byte, error) {
 		return nil, &http.MaxBytesError{Limit: limit}
 	}
 	return io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, limit))
+}
+
+// ifMatchHeader reads a request's If-Match. A header sent empty is
+// malformed, not absent: it must not turn a conditional write into an
+// unconditional one.
+func ifMatchHeader(hdr http.Header) (store.Cond, error) {
+	vs, sent := hdr["If-Match"]
+	if !sent {
+		return store.Cond{}, nil
+	}
+	h := strings.TrimSpace(strings.Join(vs, ","))
+	if h == "" {
+		return store.Cond{}, badRequest(`malformed If-Match: empty; want "<revision>" or null_etag`)
+	}
+	return ifMatch(h)
 }
 
 // ifMatch parses If-Match: "<rev>" or <rev>, or null_etag, quotes optional.

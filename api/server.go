@@ -104,7 +104,7 @@ func NewServer(st *store.Store, cfg Config) http.Handler {
 	e.Logger.SetOutput(discard{})
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
 	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
-	e.Pre(stripJSONSuffix, cors(cfg.CORSOrigins))
+	e.Pre(cors(cfg.CORSOrigins), stripJSONSuffix)
 	e.Use(
 		requestIDs(),
 		requestLogger(cfg.Logger),
@@ -123,7 +123,9 @@ func NewServer(st *store.Store, cfg Config) http.Handler {
 }
 
 // stripJSONSuffix makes /rooms/r1/offer.json the same as /rooms/r1/offer,
-// and drops trailing slashes: names contain neither '.' nor '/'.
+// and drops one trailing slash: names contain neither '.' nor '/'. Any other
+// empty segment (/rooms/r//k, /rooms/r/k//) is a 400, so it cannot quietly
+// address the location above it.
 func stripJSONSuffix(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		u := c.Request().URL
@@ -132,8 +134,11 @@ func stripJSONSuffix(next echo.HandlerFunc) echo.HandlerFunc {
 				continue
 			}
 			*p = strings.TrimSuffix(*p, ".json")
-			if len(*p) > 1 {
-				*p = strings.TrimRight(*p, "/")
+			if len(*p) > len("/rooms") {
+				*p = strings.TrimSuffix(*p, "/")
+			}
+			if strings.Contains(*p, "//") || strings.HasSuffix(*p, "/") {
+				return badRequest("invalid path: empty path segment")
 			}
 		}
 		return next(c)
