@@ -1,8 +1,12 @@
 package api
 
 import (
+	"bufio"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -357,4 +361,46 @@ func TestClientKeyGroupsIPv6By64(t *testing.T) {
 			t.Errorf("clientKey(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// net/http answers an oversized request line or header block itself, before
+// any handler; JSONErrors gives that answer the JSON error shape too.
+func TestOversizedHeadersAnswerJSON431(t *testing.T) {
+	parallel(t)
+	st, _ := openTestStore(t, store.Options{})
+	srv := httptest.NewUnstartedServer(NewServer(st, Config{}))
+	srv.Config.MaxHeaderBytes = 16 << 10
+	srv.Listener = JSONErrors(srv.Listener)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	for name, req := range map[string]string{
+		"header":       "GET /rooms/r1 HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 40<<10) + "\r\n\r\n",
+		"request line": "GET /rooms/r1?q=" + strings.Repeat("a", 40<<10) + " HTTP/1.1\r\nHost: x\r\n\r\n",
+		"bad request":  "GET /rooms/r1 HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+	} {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		go conn.Write([]byte(req)) // the server may answer before it has read it all
+		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		conn.Close()
+		want := 431
+		if name == "bad request" {
+			want = 400
+		}
+		if res.StatusCode != want || res.Header.Get("Content-Type") != contentTypeJSON || !strings.HasPrefix(string(body), `{"error":"`) {
+			t.Errorf("%s: got %d %q %s, want %d with a JSON error", name, res.StatusCode, res.Header.Get("Content-Type"), body, want)
+		}
+	}
+	// An ordinary answer on the wrapped listener is untouched.
+	res, err := srv.Client().Get(srv.URL + "/rooms/r1")
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("GET through JSONErrors: %v %v", res, err)
+	}
+	res.Body.Close()
 }

@@ -236,7 +236,8 @@ func serveUntil(ctx context.Context, listeners []served, streams *sync.WaitGroup
 		if l.srv.TLSConfig != nil {
 			go func() { errs <- l.srv.ServeTLS(l.ln, "", "") }()
 		} else {
-			go func() { errs <- l.srv.Serve(l.ln) }()
+			// Plain HTTP gets Go's own 400/431 answers as JSON too.
+			go func() { errs <- l.srv.Serve(api.JSONErrors(l.ln)) }()
 		}
 	}
 	var err error
