@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -168,7 +169,7 @@ func TestMintRefusesNonsense(t *testing.T) {
 
 func TestRateLimitPerIP(t *testing.T) {
 	parallel(t)
-	ts := newTestServer(t, Config{Rate: RateLimit{Rate: 1, Burst: 3}}, store.Options{})
+	ts := newTestServer(t, Config{Rate: RateLimit{Rate: 1, Burst: 3, Loopback: true}}, store.Options{})
 	for i := 0; i < 3; i++ {
 		ts.mustDo(200, "GET", "/rooms/r", "")
 	}
@@ -177,6 +178,23 @@ func TestRateLimitPerIP(t *testing.T) {
 		t.Fatalf("429: %v %s", res.header, res.body)
 	}
 	ts.mustDo(200, "GET", "/healthz", "") // health checks are never limited
+}
+
+// By default loopback clients are not limited: a test suite run against a
+// local server must not meet 429s. A client through a trusted proxy is
+// limited by its own address, loopback proxy or not.
+func TestRateLimitExemptsLoopback(t *testing.T) {
+	parallel(t)
+	ts := newTestServer(t, Config{Rate: RateLimit{Rate: 1, Burst: 3}}, store.Options{})
+	for i := 0; i < 20; i++ {
+		ts.mustDo(200, "GET", "/rooms/r", "")
+	}
+	px := newTestServer(t, Config{Rate: RateLimit{Rate: 1, Burst: 3}, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}, store.Options{})
+	for i := 0; i < 3; i++ {
+		px.mustDo(200, "GET", "/rooms/r", "", "X-Forwarded-For", "203.0.113.7")
+	}
+	px.mustDo(429, "GET", "/rooms/r", "", "X-Forwarded-For", "203.0.113.7")
+	px.mustDo(200, "GET", "/rooms/r", "", "X-Forwarded-For", "127.0.0.5")
 }
 
 func FuzzToken(f *testing.F) {

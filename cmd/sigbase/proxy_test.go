@@ -110,7 +110,8 @@ func TestNginxCutsStreamsWithoutKeepAlive(t *testing.T) {
 func TestNginxForwardedClientAddress(t *testing.T) {
 	bin := pxTool(t, "nginx", "/usr/sbin/nginx")
 	t.Parallel()
-	limits := []string{"--rate-limit", "0.1", "--rate-burst", "2"} // 2 requests, then one per 10s
+	// 2 requests, then one per 10s; these loopback clients stand for public ones.
+	limits := []string{"--rate-limit", "0.1", "--rate-burst", "2", "--rate-limit-loopback"}
 	t.Run("trusted", func(t *testing.T) {
 		t.Parallel()
 		s := startServer(t, nil, append(limits, "--data", filepath.Join(t.TempDir(), "db"), "--trusted-proxies", "127.0.0.1/32")...)
@@ -209,7 +210,7 @@ func TestCaddyCutsStreamsWithoutKeepAlive(t *testing.T) {
 func TestCaddyForwardedClientAddress(t *testing.T) {
 	bin := pxTool(t, "caddy", "/usr/bin/caddy")
 	t.Parallel()
-	s := startServer(t, nil, "--data", filepath.Join(t.TempDir(), "db"), "--rate-limit", "0.1", "--rate-burst", "2", "--trusted-proxies", "127.0.0.1/32")
+	s := startServer(t, nil, "--data", filepath.Join(t.TempDir(), "db"), "--rate-limit", "0.1", "--rate-burst", "2", "--rate-limit-loopback", "--trusted-proxies", "127.0.0.1/32")
 	cd := pxCaddy(t, bin, s.url, "90s")
 	pxRateLimitedPerClient(t, cd.url, cd.roots, true)
 }

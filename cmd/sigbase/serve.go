@@ -73,6 +73,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.DurationVar(&c.api.ICE.TURNTTL, "turn-ttl", time.Hour, "lifetime of minted TURN credentials")
 	fs.Float64Var(&c.api.Rate.Rate, "rate-limit", 200, "requests per second per client IP (0: no limit)")
 	fs.IntVar(&c.api.Rate.Burst, "rate-burst", 400, "requests a client IP may burst above --rate-limit")
+	fs.BoolVar(&c.api.Rate.Loopback, "rate-limit-loopback", false, "apply --rate-limit to loopback clients too (they are exempt, for local development)")
 	fs.Var(&c.trustedProxies, "trusted-proxies", "CIDRs of reverse proxies whose X-Forwarded-For names the client, comma-separated")
 	c.secret.register(fs)
 	c.tls.register(fs)
