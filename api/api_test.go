@@ -404,3 +404,14 @@ func TestOversizedHeadersAnswerJSON431(t *testing.T) {
 	}
 	res.Body.Close()
 }
+
+// Firebase drops null at every depth and objects that become empty vanish.
+func TestNullsVanishAtEveryDepth(t *testing.T) {
+	parallel(t)
+	ts := newTestServer(t, Config{}, store.Options{})
+	jsonEqual(t, ts.mustDo(200, "PUT", "/rooms/r/k/c", `{"a":1,"n":null}`).body, `{"a":1}`)
+	jsonEqual(t, ts.mustDo(200, "PUT", "/rooms/r/k/d", `{"a":{"n":null,"b":1}}`).body, `{"a":{"b":1}}`)
+	jsonEqual(t, ts.mustDo(200, "PUT", "/rooms/r/k/e", `{"a":{"n":null}}`).body, `null`)
+	jsonEqual(t, ts.mustDo(200, "PATCH", "/rooms/r/k", `{"f":{"x":{"y":null},"z":2}}`).body, `{"f":{"z":2}}`)
+	jsonEqual(t, ts.mustDo(200, "GET", "/rooms/r", "").body, `{"k":{"c":{"a":1},"d":{"a":{"b":1}},"f":{"z":2}}}`)
+}

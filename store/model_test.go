@@ -21,27 +21,36 @@ import (
 // Maps are never modified in place, so a shallow copy of the rooms map is a
 // snapshot of the whole state.
 
-// normAt normalizes a value written at depth: null and {} mean absent (nil),
-// and so do objects at room and key level whose members are all absent.
-// Below the child level JSON is free-form.
+// normAt normalizes a value written at depth, at every depth alike as
+// Firebase does: null, {} and [] mean absent (nil), and so do objects and
+// arrays whose members are all absent; an absent array element reads as
+// null in place.
 func normAt(depth int, v any) any {
-	m, isMap := v.(map[string]any)
-	if depth >= 2 || !isMap {
-		if isMap && len(m) == 0 {
+	switch v := v.(type) {
+	case map[string]any:
+		out := map[string]any{}
+		for name, mv := range v {
+			if n := normAt(depth+1, mv); n != nil {
+				out[name] = n
+			}
+		}
+		if len(out) == 0 {
 			return nil
 		}
-		return v
-	}
-	out := map[string]any{}
-	for name, mv := range m {
-		if n := normAt(depth+1, mv); n != nil {
-			out[name] = n
+		return out
+	case []any:
+		out, n := make([]any, len(v)), 0
+		for i, e := range v {
+			if out[i] = normAt(depth+1, e); out[i] != nil {
+				n++
+			}
 		}
+		if n == 0 {
+			return nil
+		}
+		return out
 	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
+	return v
 }
 
 // setAt returns cur (a value at depth) with v written at the relative path

@@ -256,8 +256,10 @@ func TestEmptyValuesVanish(t *testing.T) {
 		{"r", `{"a":{"x":1,"y":null,"z":{}},"b":null,"c":{},"d":{"x":null}}`, `{"a":{"x":1}}`, `{"a":{"x":1}}`},
 		{"r/b", `{}`, `null`, `{"a":{"x":1}}`},
 		{"r/b", `{"p":null,"q":{}}`, `null`, `{"a":{"x":1}}`},
-		{"r/a/y", `{"deep":{},"n":null}`, `{"deep":{},"n":null}`, `{"a":{"x":1,"y":{"deep":{},"n":null}}}`}, // free-form below children
-		{"r/a/x", `{}`, `null`, `{"a":{"y":{"deep":{},"n":null}}}`},
+		// Below children too, as Firebase does: nulls and empties vanish at every depth.
+		{"r/a/y", `{"deep":{"e":{},"k":[null,{"n":null},1]},"n":null}`, `{"deep":{"k":[null,null,1]}}`, `{"a":{"x":1,"y":{"deep":{"k":[null,null,1]}}}}`},
+		{"r/a/z", `{"deep":{"e":[]},"n":null}`, `null`, `{"a":{"x":1,"y":{"deep":{"k":[null,null,1]}}}}`},
+		{"r/a/x", `{}`, `null`, `{"a":{"y":{"deep":{"k":[null,null,1]}}}}`},
 		{"r/a/y", `null`, `null`, `null`}, // the last child goes, the key and the room with it
 	} {
 		res := s.put(t, tc.at, tc.body)

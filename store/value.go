@@ -112,13 +112,9 @@ func parseChild(raw []byte) ([]byte, error) {
 	return childOf(b), nil
 }
 
-// childOf is a compact child value, or nil for null and {}.
-func childOf(b []byte) []byte {
-	if string(b) == "null" || string(b) == "{}" {
-		return nil
-	}
-	return b
-}
+// childOf is a compact child value in normal form, or nil when it holds
+// nothing (null, {}, [], or objects of only those).
+func childOf(b []byte) []byte { return normalize(b) }
 
 // parseKey normalizes a key's value: an object becomes children (names must
 // be valid child names; null or empty members vanish), anything else a leaf.
