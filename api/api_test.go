@@ -415,3 +415,35 @@ func TestNullsVanishAtEveryDepth(t *testing.T) {
 	jsonEqual(t, ts.mustDo(200, "PATCH", "/rooms/r/k", `{"f":{"x":{"y":null},"z":2}}`).body, `{"f":{"z":2}}`)
 	jsonEqual(t, ts.mustDo(200, "GET", "/rooms/r", "").body, `{"k":{"c":{"a":1},"d":{"a":{"b":1}},"f":{"z":2}}}`)
 }
+
+// Arrays are stored as Firebase stores them, objects keyed "0", "1", …:
+// their elements are addressable, a read gives an array while the keys are
+// mostly sequential, and what watchers are sent agrees with what is stored.
+func TestArraysAreAddressable(t *testing.T) {
+	parallel(t)
+	ts := newTestServer(t, Config{}, store.Options{})
+	ts.mustDo(200, "PUT", "/rooms/r/arr", `[1,2,3]`)
+	jsonEqual(t, ts.mustDo(200, "GET", "/rooms/r/arr/1", "").body, `2`)
+	w := ts.watch("/rooms/r/arr")
+	w.expect("put", "/", `[1,2,3]`)
+	child := ts.watch("/rooms/r/arr/0")
+	child.expect("put", "/", `1`)
+
+	ts.mustDo(200, "PUT", "/rooms/r/arr", `["a","b"]`)
+	w.expect("put", "/", `["a","b"]`)
+	child.expect("put", "/", `"a"`)
+	jsonEqual(t, ts.mustDo(200, "PUT", "/rooms/r/arr/0", `"z"`).body, `"z"`)
+	w.expect("put", "/0", `"z"`)
+	child.expect("put", "/", `"z"`)
+	jsonEqual(t, ts.mustDo(200, "GET", "/rooms/r/arr", "").body, `["z","b"]`)
+
+	jsonEqual(t, ts.mustDo(200, "PATCH", "/rooms/r/arr", `{"3":"d"}`).body, `{"3":"d"}`)
+	jsonEqual(t, ts.mustDo(200, "GET", "/rooms/r/arr", "").body, `["z","b",null,"d"]`)
+	ts.mustDo(200, "DELETE", "/rooms/r/arr/0", "")
+	ts.mustDo(200, "DELETE", "/rooms/r/arr/1", "")
+	// Only index 3 is left: too sparse to read as an array.
+	jsonEqual(t, ts.mustDo(200, "GET", "/rooms/r/arr", "").body, `{"3":"d"}`)
+	// Nested arrays follow the same rule, and null elements are holes.
+	jsonEqual(t, ts.mustDo(200, "PUT", "/rooms/r/k/c", `{"l":[null,null,"c"],"m":["a",null,"c"],"o":{"0":"x","1":"y"}}`).body,
+		`{"l":{"2":"c"},"m":["a",null,"c"],"o":["x","y"]}`)
+}

@@ -102,10 +102,21 @@ func (c *change) extractBelow(loc Path) []byte {
 	return extract(c.data, loc.Key, loc.Child)
 }
 
-// extract follows member names down a JSON value; "null" where one is missing.
+// extract follows member names (or array indices) down a JSON value; "null"
+// where one is missing.
 func extract(data []byte, names ...string) []byte {
 	for _, name := range names {
 		if name == "" {
+			continue
+		}
+		if isArray(data) {
+			// A key read back as an array: its children are its indices.
+			var elems []json.RawMessage
+			idx := arrayIndex(name)
+			if json.Unmarshal(data, &elems) != nil || idx < 0 || idx >= len(elems) {
+				return []byte("null")
+			}
+			data = elems[idx]
 			continue
 		}
 		if !isObject(data) {

@@ -130,7 +130,7 @@ func FuzzParseChild(f *testing.F) {
 			return
 		}
 		checkNormalized(t, "parseChild", out)
-		if got, _ := decodeAny(out); !reflect.DeepEqual(got, normAt(2, in)) {
+		if got, _ := decodeAny(out); !reflect.DeepEqual(got, renderAt(2, normAt(2, in))) {
 			t.Fatalf("parseChild(%q) = %s: another value", raw, out)
 		}
 		if again, err := parseChild(out); err != nil || !bytes.Equal(again, out) {
@@ -163,8 +163,8 @@ func FuzzParseKey(f *testing.F) {
 		if v.leaf != nil && v.children != nil || !slices.IsSortedFunc(v.children, func(a, b childValue) int { return strings.Compare(a.name, b.name) }) {
 			t.Fatalf("parseKey(%q) = %+v: both leaf and children, or children unsorted", raw, v)
 		}
-		if got, _ := decodeAny(out); !reflect.DeepEqual(got, normAt(1, in)) {
-			t.Fatalf("parseKey(%q) = %s: another value than %s", raw, out, mustJSON(normAt(1, in)))
+		if got, _ := decodeAny(out); !reflect.DeepEqual(got, renderAt(1, normAt(1, in))) {
+			t.Fatalf("parseKey(%q) = %s: another value than %s", raw, out, mustJSON(renderAt(1, normAt(1, in))))
 		}
 		if again, err := parseKey(out); err != nil || !again.equal(v) {
 			t.Fatalf("parseKey(%q) = %s, which re-parses to %s, %v", raw, out, again.json(), err)
@@ -206,8 +206,8 @@ func FuzzParseRoom(f *testing.F) {
 		}
 		out := roomJSON(keys)
 		checkNormalized(t, "parseRoom", out)
-		if got, _ := decodeAny(out); !reflect.DeepEqual(got, normAt(0, in)) {
-			t.Fatalf("parseRoom(%q) = %s: another value than %s", raw, out, mustJSON(normAt(0, in)))
+		if got, _ := decodeAny(out); !reflect.DeepEqual(got, renderAt(0, normAt(0, in))) {
+			t.Fatalf("parseRoom(%q) = %s: another value than %s", raw, out, mustJSON(renderAt(0, normAt(0, in))))
 		}
 		again, err := parseRoom(out)
 		if err != nil || !reflect.DeepEqual(again, keys) {
@@ -250,7 +250,8 @@ func FuzzParsePatch(f *testing.F) {
 		// The patch object holds each member, normalized for its depth.
 		want := map[string]any{}
 		for name, v := range in.(map[string]any) {
-			want[name] = normAt(at.Depth()+1+strings.Count(name, "/"), v)
+			depth := at.Depth() + 1 + strings.Count(name, "/")
+			want[name] = renderAt(depth, normAt(depth, v))
 		}
 		if got, _ := decodeAny(obj); !reflect.DeepEqual(got, want) {
 			t.Fatalf("parsePatch(%s, %q) = %s, want %s", at, raw, obj, mustJSON(want))

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -23,34 +24,67 @@ import (
 
 // normAt normalizes a value written at depth, at every depth alike as
 // Firebase does: null, {} and [] mean absent (nil), and so do objects and
-// arrays whose members are all absent; an absent array element reads as
-// null in place.
+// arrays whose members are all absent. An array becomes the object Firebase
+// keeps, keyed "0", "1", … (absent elements dropped), so the model holds
+// only objects; renderAt turns them back into arrays for reads.
 func normAt(depth int, v any) any {
+	var m map[string]any
 	switch v := v.(type) {
 	case map[string]any:
-		out := map[string]any{}
-		for name, mv := range v {
-			if n := normAt(depth+1, mv); n != nil {
-				out[name] = n
-			}
-		}
-		if len(out) == 0 {
-			return nil
-		}
-		return out
+		m = v
 	case []any:
-		out, n := make([]any, len(v)), 0
+		m = map[string]any{}
 		for i, e := range v {
-			if out[i] = normAt(depth+1, e); out[i] != nil {
-				n++
-			}
+			m[strconv.Itoa(i)] = e
 		}
-		if n == 0 {
-			return nil
+	default:
+		return v
+	}
+	out := map[string]any{}
+	for name, mv := range m {
+		if n := normAt(depth+1, mv); n != nil {
+			out[name] = n
 		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// renderAt is a model value at depth as a read returns it: below the room,
+// an object whose names are all array indices, the largest below twice
+// their number, is an array with null for the missing indices (Firebase's
+// rule); a room is always an object.
+func renderAt(depth int, v any) any {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return v
+	}
+	out := map[string]any{}
+	for name, mv := range m {
+		out[name] = renderAt(depth+1, mv)
+	}
+	if depth == 0 {
 		return out
 	}
-	return v
+	maxIndex := -1
+	for name := range out {
+		i, err := strconv.Atoi(name)
+		if err != nil || i < 0 || strconv.Itoa(i) != name || len(name) > 9 {
+			return out
+		}
+		maxIndex = max(maxIndex, i)
+	}
+	if maxIndex >= 2*len(out) {
+		return out
+	}
+	arr := make([]any, maxIndex+1)
+	for name, mv := range out {
+		i, _ := strconv.Atoi(name)
+		arr[i] = mv
+	}
+	return arr
 }
 
 // setAt returns cur (a value at depth) with v written at the relative path
@@ -205,7 +239,7 @@ type modelRun struct {
 var (
 	modelRooms    = []string{"r0", "r1", "r2"}
 	modelKeys     = []string{"a", "b", "c"}
-	modelChildren = []string{"x", "y", "z"}
+	modelChildren = []string{"x", "y", "z", "0", "1", "3"} // indices: keys that read as arrays
 )
 
 func newModelRun(t *testing.T, cfg modelConfig) *modelRun {
@@ -256,7 +290,7 @@ func (m *modelRun) run() {
 	}
 	m.t.Logf("rev %d, %v", m.rev, m.counts)
 	// The run must have exercised what it checks.
-	for _, what := range []string{"put", "delete", "push", "patch", "refused", "condition failed", "condition held", "replay", "snapshot", "replayed events"} {
+	for _, what := range []string{"array read", "put", "delete", "push", "patch", "refused", "condition failed", "condition held", "replay", "snapshot", "replayed events"} {
 		if m.counts[what] == 0 {
 			m.t.Errorf("the run never exercised %q", what)
 		}
@@ -328,8 +362,8 @@ func (m *modelRun) step(i int) {
 		if !errors.As(err, &ce) {
 			t.Fatalf("op %d %v: err %v, want a *ConditionError", i, op, err)
 		}
-		if !jsonEqualAny(decode(t, ce.Value), modelCur) || ce.Rev != cur.Rev {
-			t.Errorf("op %d %v: ConditionError{%s, %d}, want {%s, %d}", i, op, ce.Value, ce.Rev, mustJSON(modelCur), cur.Rev)
+		if want := renderAt(condAt.Depth(), modelCur); !jsonEqualAny(decode(t, ce.Value), want) || ce.Rev != cur.Rev {
+			t.Errorf("op %d %v: ConditionError{%s, %d}, want {%s, %d}", i, op, ce.Value, ce.Rev, mustJSON(want), cur.Rev)
 		}
 		m.checkUnchanged(i, op)
 		return
@@ -356,7 +390,7 @@ func (m *modelRun) step(i int) {
 			v = decode(t, op.body)
 		}
 		m.set(room, segments(op.at), v)
-		wantValue = getAt(m.rooms[room], segments(op.at))
+		wantValue = renderAt(op.at.Depth(), getAt(m.rooms[room], segments(op.at)))
 	case "push":
 		if !validPushID(res.Name) || res.Name <= m.lastID {
 			t.Errorf("op %d %v: push id %q, want a push id after %q", i, op, res.Name, m.lastID)
@@ -367,14 +401,14 @@ func (m *modelRun) step(i int) {
 		m.locs = append(m.locs, child)
 		v := decode(t, op.body)
 		m.set(room, segments(child), v)
-		wantValue = normAt(2, v)
+		wantValue = renderAt(2, normAt(2, v))
 	case "patch":
 		members := decode(t, op.body).(map[string]any)
 		want := map[string]any{}
 		for _, name := range slices.Sorted(maps.Keys(members)) {
 			segs := slices.Concat(segments(op.at), strings.Split(name, "/"))
 			m.set(room, segs, members[name])
-			want[name] = normAt(len(segs), members[name])
+			want[name] = renderAt(len(segs), normAt(len(segs), members[name]))
 		}
 		wantValue = want
 	}
@@ -420,12 +454,15 @@ func (m *modelRun) checkAll(i int, op modelOp) {
 		if err != nil {
 			t.Fatalf("op %d: Get(%s): %v", i, p, err)
 		}
-		want := getAt(m.rooms[p.Room], segments(p))
+		want := renderAt(p.Depth(), getAt(m.rooms[p.Room], segments(p)))
 		if got := decode(t, v.Data); !jsonEqualAny(got, want) {
 			t.Fatalf("op %d %v: Get(%s) = %s, want %s", i, op, p, v.Data, mustJSON(want))
 		}
 		if !isCompact(v.Data) {
 			t.Errorf("op %d: Get(%s) = %q, not compact", i, p, v.Data)
+		}
+		if v.Data[0] == '[' {
+			m.counts["array read"]++
 		}
 		prev := m.prevETag[p]
 		switch {
@@ -632,7 +669,7 @@ func (m *modelRun) checkResume(p Path, k uint64) {
 	}
 	if !w.Replayed() {
 		m.counts["snapshot"]++
-		if len(evs) != 1 || evs[0].Path != "/" || evs[0].Patch || evs[0].Rev != m.rev || !jsonEqualAny(decode(t, evs[0].Data), want) {
+		if len(evs) != 1 || evs[0].Path != "/" || evs[0].Patch || evs[0].Rev != m.rev || !jsonEqualAny(decode(t, evs[0].Data), renderAt(p.Depth(), want)) {
 			t.Fatalf("resume %s after %d: %v, want one snapshot %d:put / %s", p, k, evs, m.rev, mustJSON(want))
 		}
 		return
@@ -667,7 +704,7 @@ func (m *modelRun) pickChild(room, key string) string {
 
 // childValue is free-form JSON, sometimes null or {} (a deletion).
 func (m *modelRun) childValue() any {
-	switch m.rng.IntN(14) {
+	switch m.rng.IntN(15) {
 	case 0:
 		return nil
 	case 1:
@@ -690,6 +727,8 @@ func (m *modelRun) childValue() any {
 		return strings.Repeat("v", m.rng.IntN(200))
 	case 10:
 		return map[string]any{"not a name/ok here": []any{}}
+	case 11:
+		return []any{nil, "b", []any{nil, map[string]any{"n": nil}, 1}, map[string]any{"0": "a", "2": "c", "5": nil}}
 	default:
 		return m.rng.IntN(10)
 	}
@@ -702,7 +741,13 @@ func (m *modelRun) keyValue(room, key string) any {
 		return nil
 	case r == 1:
 		return map[string]any{}
-	case r <= 3:
+	case r == 2:
+		arr := make([]any, m.rng.IntN(5))
+		for i := range arr {
+			arr[i] = m.childValue()
+		}
+		return arr
+	case r == 3:
 		for {
 			if v := m.childValue(); v != nil {
 				if _, isMap := v.(map[string]any); !isMap {

@@ -257,9 +257,9 @@ func TestEmptyValuesVanish(t *testing.T) {
 		{"r/b", `{}`, `null`, `{"a":{"x":1}}`},
 		{"r/b", `{"p":null,"q":{}}`, `null`, `{"a":{"x":1}}`},
 		// Below children too, as Firebase does: nulls and empties vanish at every depth.
-		{"r/a/y", `{"deep":{"e":{},"k":[null,{"n":null},1]},"n":null}`, `{"deep":{"k":[null,null,1]}}`, `{"a":{"x":1,"y":{"deep":{"k":[null,null,1]}}}}`},
-		{"r/a/z", `{"deep":{"e":[]},"n":null}`, `null`, `{"a":{"x":1,"y":{"deep":{"k":[null,null,1]}}}}`},
-		{"r/a/x", `{}`, `null`, `{"a":{"y":{"deep":{"k":[null,null,1]}}}}`},
+		{"r/a/y", `{"deep":{"e":{},"k":[null,{"n":null},1,2]},"n":null}`, `{"deep":{"k":[null,null,1,2]}}`, `{"a":{"x":1,"y":{"deep":{"k":[null,null,1,2]}}}}`},
+		{"r/a/z", `{"deep":{"e":[]},"n":null}`, `null`, `{"a":{"x":1,"y":{"deep":{"k":[null,null,1,2]}}}}`},
+		{"r/a/x", `{}`, `null`, `{"a":{"y":{"deep":{"k":[null,null,1,2]}}}}`},
 		{"r/a/y", `null`, `null`, `null`}, // the last child goes, the key and the room with it
 	} {
 		res := s.put(t, tc.at, tc.body)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -59,7 +60,8 @@ func (v keyValue) equal(w keyValue) bool {
 	return true
 }
 
-// appendJSON writes the value as JSON, "null" when absent.
+// appendJSON writes the value as JSON, "null" when absent; children named
+// "0", "1", … read as an array, as Firebase reads them (appendCollection).
 func (v keyValue) appendJSON(b []byte) []byte {
 	switch {
 	case v.leaf != nil:
@@ -67,14 +69,7 @@ func (v keyValue) appendJSON(b []byte) []byte {
 	case len(v.children) == 0:
 		return append(b, "null"...)
 	}
-	b = append(b, '{')
-	for i, c := range v.children {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendMember(b, c.name, c.data)
-	}
-	return append(b, '}')
+	return appendCollection(b, len(v.children), func(i int) (string, []byte) { return v.children[i].name, v.children[i].data })
 }
 
 func (v keyValue) json() []byte { return v.appendJSON(nil) }
@@ -126,8 +121,19 @@ func parseKey(raw []byte) (keyValue, error) {
 	return keyOf(b)
 }
 
-// keyOf normalizes a compact key value.
+// keyOf normalizes a compact key value. An array is stored as children
+// named by index, so they are addressable as Firebase's are.
 func keyOf(b []byte) (keyValue, error) {
+	if b[0] == '[' {
+		var v keyValue
+		for i, e := range arrayElements(b) {
+			if data := childOf(e); data != nil {
+				v.children = append(v.children, childValue{name: strconv.Itoa(i), data: data})
+			}
+		}
+		slices.SortFunc(v.children, func(a, b childValue) int { return strings.Compare(a.name, b.name) })
+		return v, nil
+	}
 	if b[0] != '{' {
 		return keyValue{leaf: childOf(b)}, nil
 	}
@@ -346,6 +352,11 @@ func valueEnd(b []byte, i int) int {
 		}
 	}
 	return i
+}
+
+func isArray(raw []byte) bool {
+	b := trimJSONSpace(raw)
+	return len(b) > 0 && b[0] == '['
 }
 
 func isObject(raw []byte) bool {
