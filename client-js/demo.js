@@ -117,6 +117,14 @@ function showShare(name) {
   ui.shareBox.hidden = false;
 }
 
+// The link invites into the room this tab is in: once it has left (or the
+// room is deleted) it must not be offered any more.
+function hideShare() {
+  ui.shareBox.hidden = true;
+  ui.share.removeAttribute('href');
+  ui.share.textContent = '';
+}
+
 async function localMedia() {
   if (!navigator.mediaDevices?.getUserMedia) {
     log('no camera access here: it needs https or localhost', 'error');
@@ -293,6 +301,11 @@ function onEnd(current, reason) {
   if (session !== current) return;
   log(`call ended: ${reason}`, reason === 'hangup' ? '' : 'error');
   teardown(current);
+  if (reason === 'remote hung up') {
+    // The room is gone (deleted or expired): a reload must not rejoin it.
+    sessionStorage.removeItem(`sigbase-role:${current.room.name}`);
+    history.replaceState(null, '', pageURL(null));
+  }
   if (reason === 'offer replaced' && current.role === 'callee') {
     log('the caller restarted: joining again');
     start('callee', current.room.name);
@@ -306,6 +319,7 @@ function teardown(current) {
   for (const track of current.stream?.getTracks() ?? []) track.stop();
   if (session !== current) return;
   session = null;
+  hideShare();
   clearProblem();
   ui.local.srcObject = null;
   ui.remote.srcObject = null;
@@ -328,7 +342,6 @@ async function hangup() {
   }
   sessionStorage.removeItem(`sigbase-role:${current.room?.name}`);
   teardown(current);
-  ui.shareBox.hidden = true;
   history.replaceState(null, '', pageURL(null));
 }
 

@@ -1,7 +1,8 @@
-// Issue 15, items 12-13: the demo page says in words why a call does not
+// Issue 15, items 12-14: the demo page says in words why a call does not
 // connect instead of sitting at "idle" (relay only on a server without
 // TURN; a connection that is not up within #ice-timeout seconds, with the
-// ICE states).
+// ICE states), and after a hang-up it offers no share link to the deleted
+// room, on either side.
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 
@@ -45,6 +46,7 @@ describe('the demo page explains a call that does not connect', () => {
     assert.match(text, /--turn and --turn-secret/);
     assert.equal(await page.$eval('#status', (s) => s.textContent), 'TURN not configured');
     assert.equal(await page.$eval('#create', (b) => b.disabled), false, 'back in the lobby');
+    assert.equal(await page.$eval('#share-box', (b) => b.hidden), true, 'no link to a call that cannot start');
 
     // The same for whoever opens a relay link to this server.
     const callee = await openPage(browser, `${srv.url}/#room=someroom&relay=1`, 'callee');
@@ -74,6 +76,32 @@ describe('the demo page explains a call that does not connect', () => {
     }
     assert.match(await callee.evaluate(() => location.hash), /ice-timeout=2/, 'joining kept the option in the URL');
     await screenshot(callee, 'ice-timeout.png');
+    noPageErrors(caller, callee);
+  });
+});
+
+describe('hang-up', () => {
+  it('stops showing the share link of the deleted room, on both sides', async (t) => {
+    const browser = await launch(t);
+    const srv = await serverFor(t);
+    const caller = await openPage(browser, `${srv.url}/`, 'caller');
+    await caller.click('#create');
+    const name = await roomName(caller);
+    assert.equal(await caller.$eval('#share-box', (b) => b.hidden), false);
+    const callee = await openPage(browser, `${srv.url}/#room=${name}`, 'callee');
+    assert.equal(await callee.$eval('#share', (a) => a.href), `${srv.url}/#room=${name}`);
+    await Promise.all([caller, callee].map((p) => p.waitForFunction(() => window.sigbaseDemo.marks.channelOpen !== undefined)));
+
+    await caller.click('#hangup');
+    await callee.waitForFunction(() => document.getElementById('state-log').textContent.includes('call ended: remote hung up'));
+    await caller.waitForFunction(() => document.getElementById('state-log').textContent.includes('hung up: room deleted'));
+    assert.equal(await (await fetch(`${srv.url}/rooms/${name}`)).json(), null, 'the room is deleted');
+    for (const page of [caller, callee]) {
+      const share = await page.$eval('#share-box', (b) => ({ hidden: b.hidden, visible: b.checkVisibility(), link: b.querySelector('#share').textContent }));
+      assert.deepEqual(share, { hidden: true, visible: false, link: '' });
+      assert.doesNotMatch(await page.evaluate(() => location.hash), /room=/, 'a reload does not rejoin the deleted room');
+      assert.equal(await page.$eval('#problem', (p) => p.hidden), true);
+    }
     noPageErrors(caller, callee);
   });
 });
