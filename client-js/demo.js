@@ -158,6 +158,7 @@ async function start(role, name) {
   let hasTurn;
   try {
     const iceServers = await current.room.iceServers();
+    if (session !== current) return; // hung up meanwhile
     hasTurn = iceServers.some((s) => [s.urls].flat().some((u) => /^turns?:/i.test(u)));
     if (relay && !hasTurn) {
       // Relay only without a TURN server gathers no candidate at all: the
