@@ -10,11 +10,15 @@ const ui = {
   shareBox: $('share-box'), share: $('share'), copy: $('copy'),
   local: $('local'), remote: $('remote'), unmute: $('unmute'),
   chatLog: $('chat-log'), chatForm: $('chat-form'), chatInput: $('chat-input'), chatSend: $('chat-send'),
-  status: $('status'), stateLog: $('state-log'),
+  status: $('status'), problem: $('problem'), stateLog: $('state-log'),
 };
 const ROOM_NAME = /^[A-Za-z0-9_-]{1,128}$/;
+// Seconds that ICE gathering, and then the connection once offer and answer
+// are both set, may take before the page says what is stuck. #ice-timeout=N
+// (seconds) overrides it: the e2e tests use a short one.
+const ICE_TIMEOUT_S = 15;
 
-let session = null; // { role, room, stream, call, channel } while in a room
+let session = null; // { role, room, stream, call, channel, unwatch } while in a room
 /** Milliseconds from page load to channelOpen and firstFrame, for the tests. */
 const marks = {};
 
@@ -28,7 +32,24 @@ window.sigbaseDemo = {
 function params() {
   const hash = new URLSearchParams(location.hash.slice(1));
   const query = new URLSearchParams(location.search);
-  return { room: hash.get('room') ?? query.get('room'), relay: (hash.get('relay') ?? query.get('relay')) === '1' };
+  const get = (key) => hash.get(key) ?? query.get(key);
+  const iceTimeout = Number(get('ice-timeout'));
+  return {
+    room: get('room'),
+    relay: get('relay') === '1',
+    iceTimeout: iceTimeout > 0 ? iceTimeout : ICE_TIMEOUT_S,
+    iceTimeoutHash: hash.get('ice-timeout'),
+  };
+}
+
+// The page's URL for room name (none: the lobby), keeping the hash options.
+function pageURL(name) {
+  const { relay, iceTimeoutHash } = params();
+  const parts = [];
+  if (name) parts.push(`room=${name}`);
+  if (relay) parts.push('relay=1');
+  if (iceTimeoutHash !== null) parts.push(`ice-timeout=${encodeURIComponent(iceTimeoutHash)}`);
+  return parts.length ? `#${parts.join('&')}` : location.pathname;
 }
 
 function log(text, kind = '') {
@@ -64,6 +85,18 @@ function setStatus(text, kind = '') {
   ui.status.className = `badge ${kind}`;
 }
 
+// A problem the user should read, in words; the state log has the details.
+function showProblem(text) {
+  ui.problem.textContent = text;
+  ui.problem.hidden = false;
+  log(text, 'error');
+}
+
+function clearProblem() {
+  ui.problem.textContent = '';
+  ui.problem.hidden = true;
+}
+
 function setInRoom(inRoom) {
   ui.create.disabled = inRoom;
   ui.join.disabled = inRoom;
@@ -82,6 +115,14 @@ function showShare(name) {
   ui.share.href = `${location.origin}/#room=${name}${relay ? '&relay=1' : ''}`;
   ui.share.textContent = ui.share.href;
   ui.shareBox.hidden = false;
+}
+
+// The link invites into the room this tab is in: once it has left (or the
+// room is deleted) it must not be offered any more.
+function hideShare() {
+  ui.shareBox.hidden = true;
+  ui.share.removeAttribute('href');
+  ui.share.textContent = '';
 }
 
 async function localMedia() {
@@ -103,22 +144,36 @@ async function start(role, name) {
   if (session) return;
   setInRoom(true);
   ui.room.value = name;
-  const { relay } = params();
-  history.replaceState(null, '', `#room=${name}${relay ? '&relay=1' : ''}`);
+  const { relay, iceTimeout } = params();
+  history.replaceState(null, '', pageURL(name));
   sessionStorage.setItem(`sigbase-role:${name}`, role);
+  clearProblem();
   showShare(name);
-  const current = { role, room: null, stream: null, call: null, channel: null };
+  const current = { role, room: null, stream: null, call: null, channel: null, unwatch: null };
   session = current;
   current.stream = await localMedia();
   current.room = connect(location.origin, { room: name });
   current.room.onstate((state, err) => log(`signaling ${state}${err ? `: ${err.message}` : ''}`, err ? 'error' : ''));
   log(`${role === 'caller' ? 'created' : 'joining'} room ${name}${relay ? ' (relay only)' : ''}`);
+  let hasTurn;
   try {
+    const iceServers = await current.room.iceServers();
+    if (session !== current) return; // hung up meanwhile
+    hasTurn = iceServers.some((s) => [s.urls].flat().some((u) => /^turns?:/i.test(u)));
+    if (relay && !hasTurn) {
+      // Relay only without a TURN server gathers no candidate at all: the
+      // call could never connect, so say why instead of waiting forever.
+      teardown(current);
+      setStatus('TURN not configured', 'failed');
+      showProblem('Relay only (relay=1) needs TURN configured on the server, and TURN is not configured on this server '
+        + '(its /ice-servers lists no turn: URL). Start sigbase with --turn and --turn-secret, or open the page without relay=1.');
+      return;
+    }
     current.call = await startCall(current.room, {
       role,
       stream: current.stream,
       receive: ['audio', 'video'],
-      config: relay ? { iceTransportPolicy: 'relay' } : {},
+      config: { iceServers, ...(relay ? { iceTransportPolicy: 'relay' } : {}) },
       onTrack: (track, stream) => showRemote(stream),
       onDataChannel: (channel) => wireChannel(current, channel),
       onState: (state) => setStatus(state, { connected: 'connected', failed: 'failed' }[state]),
@@ -131,6 +186,7 @@ async function start(role, name) {
   }
   if (session !== current) return;
   watchPeer(current.call.pc);
+  current.unwatch = watchICE(current, { relay, hasTurn, timeoutS: iceTimeout });
   log(role === 'caller' ? 'offer written: waiting for the peer' : 'waiting for the offer');
 }
 
@@ -139,6 +195,78 @@ function watchPeer(pc) {
   pc.addEventListener('icegatheringstatechange', () => log(`ICE gathering ${pc.iceGatheringState}`));
   pc.addEventListener('iceconnectionstatechange', () => log(`ICE ${pc.iceConnectionState}`));
   pc.addEventListener('connectionstatechange', () => log(`peer connection ${pc.connectionState}`, pc.connectionState === 'failed' ? 'error' : ''));
+}
+
+// watchICE puts into words what keeps the call from connecting: ICE
+// gathering that does not complete, or a connection that is not up within
+// timeoutS seconds of offer and answer being set, or one that failed.
+// Without it the badge just stayed at "idle". Returns its cleanup.
+function watchICE(current, { relay, hasTurn, timeoutS }) {
+  const { pc } = current.call;
+  const timers = [];
+  let gathering = null;
+  let connecting = null;
+  const later = (fn) => { const id = setTimeout(fn, timeoutS * 1000); timers.push(id); return id; };
+  const live = () => session === current && !current.call.ended && pc.connectionState !== 'connected';
+  const report = (failed) => {
+    if (!live() && !failed) return;
+    setStatus(failed ? 'failed' : 'not connected', 'failed');
+    showProblem(explainICE(pc, { relay, hasTurn, timeoutS, failed }));
+  };
+  const check = () => {
+    if (gathering === null && pc.iceGatheringState !== 'new') {
+      gathering = later(() => {
+        if (live() && pc.iceGatheringState !== 'complete') {
+          showProblem(`Looking for network addresses (ICE candidates) did not finish in ${timeoutS} s: `
+            + `a STUN or TURN server may be unreachable. (${iceStates(pc)})`);
+        }
+      });
+    }
+    // Offer and answer both set: from here on only ICE can be in the way.
+    if (connecting === null && pc.signalingState === 'stable' && pc.remoteDescription) connecting = later(() => report(false));
+  };
+  const onConnection = () => {
+    if (pc.connectionState === 'connected') clearProblem();
+    else if (pc.connectionState === 'failed' && session === current) report(true);
+  };
+  pc.addEventListener('icegatheringstatechange', check);
+  pc.addEventListener('signalingstatechange', check);
+  pc.addEventListener('connectionstatechange', onConnection);
+  check(); // the caller's gathering began inside startCall
+  return () => {
+    for (const id of timers) clearTimeout(id);
+    pc.removeEventListener('icegatheringstatechange', check);
+    pc.removeEventListener('signalingstatechange', check);
+    pc.removeEventListener('connectionstatechange', onConnection);
+  };
+}
+
+function iceStates(pc) {
+  return `iceGatheringState ${pc.iceGatheringState}, iceConnectionState ${pc.iceConnectionState}, connectionState ${pc.connectionState}`;
+}
+
+// The candidates a description holds: the browser adds gathered (local) and
+// added (remote) candidates to them.
+function candidateTypes(desc) {
+  return [...(desc?.sdp ?? '').matchAll(/^a=candidate:.* typ (\w+)/gm)].map((m) => m[1]);
+}
+
+function explainICE(pc, { relay, hasTurn, timeoutS, failed }) {
+  const local = candidateTypes(pc.localDescription);
+  const remote = candidateTypes(pc.remoteDescription);
+  let why;
+  if (local.length === 0 && relay) {
+    why = 'no relay candidates: the TURN server gave this browser no relay address (it may be unreachable, or it refused the credentials this server minted)';
+  } else if (local.length === 0) {
+    why = 'this browser found no network address to offer the peer';
+  } else if (remote.length === 0) {
+    why = 'no network addresses (ICE candidates) arrived from the peer';
+  } else if (!hasTurn) {
+    why = 'the two browsers cannot reach each other directly, and TURN is not configured on this server to relay between them';
+  } else {
+    why = 'the two browsers cannot reach each other, not even through the TURN relay';
+  }
+  return `${failed ? 'Connection failed' : `Not connected after ${timeoutS} s`}: ${why}. (${iceStates(pc)})`;
 }
 
 function showRemote(stream) {
@@ -174,6 +302,11 @@ function onEnd(current, reason) {
   if (session !== current) return;
   log(`call ended: ${reason}`, reason === 'hangup' ? '' : 'error');
   teardown(current);
+  if (reason === 'remote hung up') {
+    // The room is gone (deleted or expired): a reload must not rejoin it.
+    sessionStorage.removeItem(`sigbase-role:${current.room.name}`);
+    history.replaceState(null, '', pageURL(null));
+  }
   if (reason === 'offer replaced' && current.role === 'callee') {
     log('the caller restarted: joining again');
     start('callee', current.room.name);
@@ -181,11 +314,14 @@ function onEnd(current, reason) {
 }
 
 function teardown(current) {
+  current.unwatch?.();
   current.call?.end('hangup');
   current.room?.close();
   for (const track of current.stream?.getTracks() ?? []) track.stop();
   if (session !== current) return;
   session = null;
+  hideShare();
+  clearProblem();
   ui.local.srcObject = null;
   ui.remote.srcObject = null;
   ui.unmute.hidden = true;
@@ -207,8 +343,7 @@ async function hangup() {
   }
   sessionStorage.removeItem(`sigbase-role:${current.room?.name}`);
   teardown(current);
-  ui.shareBox.hidden = true;
-  history.replaceState(null, '', params().relay ? '#relay=1' : location.pathname);
+  history.replaceState(null, '', pageURL(null));
 }
 
 ui.create.addEventListener('click', () => start('caller', randomRoomName()));

@@ -1,6 +1,7 @@
 // Issue 5: a relay-only call through Debian's coturn on loopback, with TURN
 // credentials minted by sigbase (/ice-servers). The right shared secret
-// connects through a relay candidate; a wrong one must not connect at all.
+// connects through a relay candidate; a wrong one must not connect at all,
+// and the page must say that it got no relay candidates.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -52,11 +53,11 @@ async function startCoturn(t) {
 }
 
 /** Opens the demo as caller and callee, relay only; resolves to both pages. */
-async function relayCall(browser, url) {
-  const caller = await openPage(browser, `${url}/#relay=1`, 'caller');
+async function relayCall(browser, url, hash = '') {
+  const caller = await openPage(browser, `${url}/#relay=1${hash}`, 'caller');
   await caller.click('#create');
   const name = await roomName(caller);
-  const callee = await openPage(browser, `${url}/#room=${name}&relay=1`, 'callee');
+  const callee = await openPage(browser, `${url}/#room=${name}&relay=1${hash}`, 'callee');
   for (const page of [caller, callee]) {
     await page.waitForFunction(() => window.sigbaseDemo.call?.pc.getConfiguration().iceTransportPolicy === 'relay');
   }
@@ -87,7 +88,7 @@ describe('a relay-only call through coturn', () => {
     const browser = await launch(t);
     const turn = await startCoturn(t);
     const srv = await serverFor(t, ['--turn', turn.url, '--turn-secret', 'not-the-secret']);
-    const { caller, callee } = await relayCall(browser, srv.url);
+    const { caller, callee } = await relayCall(browser, srv.url, '&ice-timeout=3');
     await caller.waitForFunction(() => window.sigbaseDemo.call?.pc.iceGatheringState === 'complete');
     await sleep(8000);
     for (const page of [caller, callee]) {
@@ -97,6 +98,9 @@ describe('a relay-only call through coturn', () => {
         return [...stats.values()].filter((s) => s.type === 'local-candidate' && s.candidateType === 'relay').length;
       });
       assert.equal(relayCandidates, 0, 'coturn refused the allocation');
+      // The page says so rather than waiting on: past #ice-timeout=3.
+      assert.match(await page.$eval('#problem', (p) => (p.hidden ? '' : p.textContent)),
+        /^Not connected after 3 s: no relay candidates: .*refused the credentials.*\(iceGatheringState complete, iceConnectionState \w+, connectionState \w+\)$/);
     }
     assert.match(turn.log(), /401/, 'coturn answered 401 Unauthorized');
   });
