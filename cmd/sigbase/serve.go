@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -50,7 +51,8 @@ type serveConfig struct {
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (*serveConfig, error) {
 	c := &serveConfig{corsOrigins: listFlag{items: []string{"*"}}, maxBody: 64 << 10, maxRoomBytes: 1 << 20, maxDBSize: 1 << 30}
 	fs := flag.NewFlagSet("sigbase serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	var usage bytes.Buffer // printed for -h only: an error stays one line
+	fs.SetOutput(&usage)
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "listen address (host:port; port 0 picks a free one)")
 	fs.StringVar(&c.data, "data", "sigbase.db", "database file (the embedded bbolt store)")
 	fs.StringVar(&c.storeURL, "store", "", "keep rooms in etcd instead: etcd://host:2379[,host2:2379][/prefix]")
@@ -81,7 +83,14 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	c.secret.register(fs)
 	c.tls.register(fs)
 	if err := envFallback(fs, args, getenv); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			stderr.Write(usage.Bytes())
+			return nil, err
+		}
+		if strings.HasPrefix(err.Error(), "SIGBASE_") {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w (sigbase serve -h lists the flags)", err)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))

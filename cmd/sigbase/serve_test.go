@@ -115,6 +115,10 @@ func TestServeRefusesUnworkableSettings(t *testing.T) {
 			"--auth-secret: auth secret of 5 bytes: want at least 16"},
 		{"bad trusted proxy", []string{"--trusted-proxies", "10.0.0.1"}, nil,
 			`--trusted-proxies: netip.ParsePrefix("10.0.0.1"): no '/'`},
+		{"unknown flag", []string{"--no-such-flag"}, nil,
+			"flag provided but not defined: -no-such-flag (sigbase serve -h lists the flags)"},
+		{"value that does not parse", []string{"--max-body", "lots"}, nil,
+			`invalid value "lots" for flag -max-body: want a byte size like 65536 or 64KiB (sigbase serve -h lists the flags)`},
 		{"bad log format", []string{"--log-format", "xml"}, nil, `--log-format: want text or json, got "xml"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
