@@ -19,6 +19,16 @@ func appendRetry(b []byte, ms int64) []byte {
 	return append(b, "\n\n"...)
 }
 
+// appendInterval writes the keep-alive that opens a stream: its data names
+// the keep-alive interval in milliseconds ({"interval":15000}), so a client
+// can tell a silent stream from a dead one without guessing the server's
+// --keepalive. Later keep-alives carry null, as Firebase's do.
+func appendInterval(b []byte, ms int64) []byte {
+	b = append(b, "event: keep-alive\ndata: {\"interval\":"...)
+	b = strconv.AppendInt(b, ms, 10)
+	return append(b, "}\n\n"...)
+}
+
 // appendChange writes a put or patch event: {"path":...,"data":...}.
 func appendChange(b []byte, ev store.Event) []byte {
 	b = append(b, "id: "...)

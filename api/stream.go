@@ -107,7 +107,7 @@ type stream struct {
 	buf         []byte
 }
 
-// serve sends retry: and then events, and cleans up when the stream ends.
+// serve sends retry: and the keep-alive interval, then events, and cleans up when the stream ends.
 func (s *stream) serve(ctx context.Context, tokenExpires time.Time) {
 	defer func() {
 		if s.unwatch != nil {
@@ -118,7 +118,8 @@ func (s *stream) serve(ctx context.Context, tokenExpires time.Time) {
 		s.release()
 		s.cfg.Metrics.streams.Dec()
 	}()
-	if s.out.send(appendRetry(nil, s.cfg.Retry.Milliseconds())) == nil {
+	opening := appendInterval(appendRetry(nil, s.cfg.Retry.Milliseconds()), s.cfg.KeepAlive.Milliseconds())
+	if s.out.send(opening) == nil {
 		s.run(ctx, tokenExpires)
 	}
 }

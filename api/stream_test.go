@@ -43,7 +43,7 @@ func TestStreamWire(t *testing.T) {
 		}
 	}
 	r := bufio.NewReader(res.Body)
-	want := "retry: 1000\n\n" +
+	want := "retry: 1000\n\n" + "event: keep-alive\ndata: {\"interval\":15000}\n\n" +
 		"id: " + ts.id(1) + "\nevent: put\ndata: {\"path\":\"/\",\"data\":{\"offer\":{\"type\":\"offer\"}}}\n\n"
 	expectBytes(t, r, want)
 
@@ -257,7 +257,7 @@ func TestStreamResumeWithR3labsClient(t *testing.T) {
 		for {
 			select {
 			case ev := <-events:
-				if len(ev.Event) > 0 {
+				if len(ev.Event) > 0 && string(ev.Event) != "keep-alive" {
 					return ev
 				}
 			case <-ctx.Done():
