@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -446,4 +447,47 @@ func TestArraysAreAddressable(t *testing.T) {
 	// Nested arrays follow the same rule, and null elements are holes.
 	jsonEqual(t, ts.mustDo(200, "PUT", "/rooms/r/k/c", `{"l":[null,null,"c"],"m":["a",null,"c"],"o":{"0":"x","1":"y"}}`).body,
 		`{"l":{"2":"c"},"m":["a",null,"c"],"o":["x","y"]}`)
+}
+
+// Server values resolve at commit, in PUT, PATCH and POST, at any depth;
+// watchers get the resolved numbers. Other '.'-names are refused.
+func TestServerValues(t *testing.T) {
+	parallel(t)
+	ts := newTestServer(t, Config{}, store.Options{})
+	w := ts.watch("/rooms/r/n")
+	w.expect("put", "/", `null`)
+	before := time.Now().UnixMilli()
+	res := ts.mustDo(200, "PUT", "/rooms/r/t", `{".sv":"timestamp"}`)
+	var ms int64
+	if err := json.Unmarshal([]byte(res.body), &ms); err != nil || ms < before || ms > time.Now().UnixMilli() {
+		t.Fatalf("PUT timestamp answered %s, want a time in ms between %d and now", res.body, before)
+	}
+	for i, want := range []string{`1`, `3`} {
+		inc := []string{`{".sv":{"increment":1}}`, `{".sv":{"increment":2}}`}[i]
+		jsonEqual(t, ts.mustDo(200, "PUT", "/rooms/r/n", inc).body, want)
+		w.expect("put", "/", want)
+	}
+	jsonEqual(t, ts.mustDo(200, "PUT", "/rooms/r/n", `{".sv":{"increment":0.5}}`).body, `3.5`)
+	// Nested, in a PATCH and a POST, and over a string (which counts as 0).
+	ts.mustDo(200, "PUT", "/rooms/r/k/s", `"text"`)
+	jsonEqual(t, ts.mustDo(200, "PATCH", "/rooms/r/k", `{"s":{".sv":{"increment":5}},"c":{"deep":{"count":{".sv":{"increment":-2}}}}}`).body,
+		`{"c":{"deep":{"count":-2}},"s":5}`)
+	jsonEqual(t, ts.mustDo(200, "PATCH", "/rooms/r", `{"k/c":{"deep":{"count":{".sv":{"increment":3}}}}}`).body, `{"k/c":{"deep":{"count":1}}}`)
+	name := ts.mustDo(200, "POST", "/rooms/r/members", `{"joinedAt":{".sv":"timestamp"}}`).body
+	var pushed struct{ Name string }
+	_ = json.Unmarshal([]byte(name), &pushed)
+	got := ts.mustDo(200, "GET", "/rooms/r/members/"+pushed.Name, "").body
+	if !strings.HasPrefix(got, `{"joinedAt":1`) {
+		t.Fatalf("pushed member = %s, want a resolved joinedAt", got)
+	}
+	rev := ts.st.Stats().Revision
+	for _, bad := range []string{`{".sv":"now"}`, `{".sv":"timestamp","x":1}`, `{".sv":{"increment":"1"}}`, `{".priority":1}`, `{"a":{".value":1}}`, `[{".x":1}]`} {
+		res := ts.mustDo(400, "PUT", "/rooms/r/k/bad", bad)
+		if !strings.Contains(res.body, ".") {
+			t.Errorf("PUT %s: %s, want a message about the '.' name", bad, res.body)
+		}
+	}
+	if ts.st.Stats().Revision != rev {
+		t.Fatal("a refused server value changed the store")
+	}
 }

@@ -33,6 +33,7 @@ var statusTable = []struct {
 }{
 	{store.ErrInvalidPath, http.StatusBadRequest, 0},
 	{store.ErrInvalidValue, http.StatusBadRequest, 0},
+	{store.ErrInvalidQuery, http.StatusBadRequest, 0},
 	{store.ErrConditionFailed, http.StatusPreconditionFailed, 0},
 	{store.ErrValueTooLarge, http.StatusRequestEntityTooLarge, 0},
 	{store.ErrTooManyKeys, http.StatusTooManyRequests, 60},

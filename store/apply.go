@@ -66,7 +66,7 @@ func (t *txn) apply(o *op) (Result, error) {
 	if o.kind == opPush {
 		o.at.Child = t.s.pushIDs.next(t.now)
 	}
-	plans, err := prepare(o, boltRecords{t.rooms}, t.s.opts.Limits, &meta)
+	plans, resolved, err := prepare(o, boltRecords{t.rooms}, t.s.opts.Limits, &meta)
 	if err != nil {
 		return Result{}, err
 	}
@@ -75,7 +75,7 @@ func (t *txn) apply(o *op) (Result, error) {
 		return Result{}, fmt.Errorf("next revision: %w", err)
 	}
 	keys := plannedKeys(plans)
-	c, res, err := commitPlans(keys, o, plans, rev, exists, meta.keys)
+	c, res, err := commitPlans(keys, resolved, plans, rev, exists, meta.keys)
 	if err != nil {
 		return Result{}, err
 	}

@@ -13,6 +13,9 @@ var (
 	// ErrConditionFailed: an If-Match precondition did not hold; the error is a
 	// *ConditionError carrying the current value.
 	ErrConditionFailed = errors.New("condition failed")
+	// ErrInvalidQuery: a query (orderBy and its filters) that breaks
+	// Firebase's rules.
+	ErrInvalidQuery = errors.New("invalid query")
 
 	// ErrValueTooLarge: one written value is over Limits.MaxValueBytes.
 	ErrValueTooLarge = errors.New("value too large")

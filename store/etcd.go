@@ -182,19 +182,19 @@ func (e *etcdBackend) try(ctx context.Context, o *op) (res Result, again bool, e
 		}
 	}
 	meta := room.meta
-	plans, err := prepare(o, room, e.opts.Limits, &meta)
+	plans, resolved, err := prepare(o, room, e.opts.Limits, &meta)
 	if err != nil {
 		return Result{}, false, err
 	}
 	next := room.clone()
-	c, _, err := commitPlans(next, o, plans, 0, exists, meta.keys)
+	c, _, err := commitPlans(next, resolved, plans, 0, exists, meta.keys)
 	if err != nil {
 		return Result{}, false, err
 	}
 	next.meta = meta
 	if meta.keys == 0 && !exists {
 		// Nothing was stored and nothing is: no transaction, no revision.
-		return result(o, plans, false, head), false, nil
+		return result(resolved, plans, false, head), false, nil
 	}
 	guard := clientv3.Compare(clientv3.ModRevision(e.roomKey(o.at.Room)), "=", int64(modRev))
 	var ops []clientv3.Op
@@ -233,7 +233,7 @@ func (e *etcdBackend) try(ctx context.Context, o *op) (res Result, again bool, e
 	} else if !granted {
 		e.touch(ctx, next.lease)
 	}
-	return result(o, plans, meta.keys > 0, rev), false, nil
+	return result(resolved, plans, meta.keys > 0, rev), false, nil
 }
 
 func (e *etcdBackend) ttlSeconds() int64 {

@@ -25,13 +25,18 @@ type recordSink interface {
 }
 
 // prepare plans a write against r and checks its quotas; meta gets the
-// room's key count and size after it. Push ids must be assigned before.
-func prepare(o *op, r roomReader, lim Limits, meta *roomMeta) ([]keyPlan, error) {
+// room's key count and size after it. Push ids must be assigned before. It
+// returns the write with its server values resolved, for commitPlans.
+func prepare(o *op, r roomReader, lim Limits, meta *roomMeta) ([]keyPlan, *op, error) {
+	o, err := resolveServerValues(o, r)
+	if err != nil {
+		return nil, nil, err
+	}
 	plans, err := plan(o, r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return plans, checkQuotas(lim, o.at.Room, meta, plans)
+	return plans, o, checkQuotas(lim, o.at.Room, meta, plans)
 }
 
 // commitPlans writes the plans into sink with revision rev and returns the

@@ -156,6 +156,9 @@ func (s *Store) Put(ctx context.Context, at Path, body []byte, cond Cond) (Resul
 		return Result{}, err
 	}
 	var err error
+	if o.serverValues, err = checkDotNames(body); err != nil {
+		return Result{}, err
+	}
 	switch at.Depth() {
 	case 0:
 		o.room, err = parseRoom(body)
@@ -183,11 +186,15 @@ func (s *Store) Push(ctx context.Context, at Path, body []byte, cond Cond) (Resu
 	if err := s.checkBody(body); err != nil {
 		return Result{}, err
 	}
+	sv, err := checkDotNames(body)
+	if err != nil {
+		return Result{}, err
+	}
 	child, err := parseChild(body)
 	if err != nil {
 		return Result{}, err
 	}
-	return s.submit(ctx, &op{kind: opPush, at: at, cond: cond, child: child})
+	return s.submit(ctx, &op{kind: opPush, at: at, cond: cond, child: child, serverValues: sv})
 }
 
 // Patch sets each member of body (a "key" or "key/child" of a room, a child
@@ -196,11 +203,15 @@ func (s *Store) Patch(ctx context.Context, at Path, body []byte, cond Cond) (Res
 	if err := s.checkBody(body); err != nil {
 		return Result{}, err
 	}
+	sv, err := checkDotNames(body)
+	if err != nil {
+		return Result{}, err
+	}
 	members, obj, err := parsePatch(at, body)
 	if err != nil {
 		return Result{}, err
 	}
-	return s.submit(ctx, &op{kind: opPatch, at: at, cond: cond, members: members, patchJSON: obj})
+	return s.submit(ctx, &op{kind: opPatch, at: at, cond: cond, members: members, patchJSON: obj, serverValues: sv})
 }
 
 func (s *Store) checkBody(body []byte) error {

@@ -124,6 +124,9 @@ func parseKey(raw []byte) (keyValue, error) {
 // keyOf normalizes a compact key value. An array is stored as children
 // named by index, so they are addressable as Firebase's are.
 func keyOf(b []byte) (keyValue, error) {
+	if isServerValue(b) {
+		return keyValue{leaf: b}, nil
+	}
 	if b[0] == '[' {
 		var v keyValue
 		for i, e := range arrayElements(b) {
@@ -210,17 +213,25 @@ func parsePatch(at Path, raw []byte) ([]patchMember, []byte, error) {
 	slices.SortFunc(out, func(a, b patchMember) int {
 		return cmp.Or(strings.Compare(a.key, b.key), strings.Compare(a.child, b.child))
 	})
-	obj := []byte{'{'}
 	for i, m := range out {
 		if i > 0 && m.key == out[i-1].key && out[i-1].child == "" {
 			return nil, nil, fmt.Errorf("%w: PATCH members %q and %q overlap", ErrInvalidPath, m.key, m.key+"/"+m.child)
 		}
+	}
+	return out, patchObject(at, out), nil
+}
+
+// patchObject is a PATCH of at as watchers get it: the members with their
+// normalized values, null for deletions.
+func patchObject(at Path, members []patchMember) []byte {
+	obj := []byte{'{'}
+	for i, m := range members {
 		if i > 0 {
 			obj = append(obj, ',')
 		}
 		obj = appendMember(obj, m.name(at), m.json())
 	}
-	return out, append(obj, '}'), nil
+	return append(obj, '}')
 }
 
 func parseMember(at Path, name string, raw []byte) (patchMember, error) {

@@ -30,6 +30,9 @@ type op struct {
 	child     []byte        // opPut of a child, opPush
 	members   []patchMember // opPatch
 	patchJSON []byte        // opPatch
+	// serverValues: the values hold {".sv":…} placeholders, resolved at
+	// commit (resolveServerValues).
+	serverValues bool
 
 	done chan struct{}
 	res  Result
