@@ -771,3 +771,31 @@ func TestEmulatorConfig(t *testing.T) {
 		wantValue(t, "Get rooms/r1/k", v, "v")
 	})
 }
+
+// TestHTTPS uses the production form of the database URL, an https URL
+// ending in /rooms, as a deployment would; the HTTP client given to the SDK
+// replaces Google's credentials with the sigbase token.
+func TestHTTPS(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("firebase-sdk-test-secret-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, "--tls-self-signed", "--auth-secret-file", secret)
+	if !strings.HasPrefix(srv.dbURL, "https://") {
+		t.Fatalf("database URL %s, want https", srv.dbURL)
+	}
+	ctx := context.Background()
+	c := srv.client(t, mintToken(t, secret, "--room", "*"))
+	set(t, c, "r1/offer", map[string]any{"type": "offer", "sdp": "v=0"})
+	wantValue(t, "Get r1", get(t, c, "r1"), map[string]any{"offer": map[string]any{"type": "offer", "sdp": "v=0"}})
+	r, err := c.NewRef("r1/cands").Push(ctx, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantValue(t, "Get pushed", get(t, c, "r1/cands/"+r.Key), "c1")
+	var v any
+	err = srv.client(t, "").NewRef("r1/offer").Get(ctx, &v)
+	if !errorutils.IsUnauthenticated(err) {
+		t.Errorf("Get without a token = %v, want 401", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -118,13 +119,13 @@ func startServer(t *testing.T, args ...string) *server {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("sigbase printed no address; stderr:\n%s", stderr.String())
 	}
-	addr, ok := strings.CutPrefix(line, "listening on http://")
+	scheme, addr, ok := strings.Cut(strings.TrimPrefix(line, "listening on "), "://")
 	if !ok {
 		t.Fatalf("sigbase said %q; stderr:\n%s", line, stderr.String())
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, err := http.Get("http://" + addr + "/healthz")
+		resp, err := insecure.Get(scheme + "://" + addr + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -137,14 +138,21 @@ func startServer(t *testing.T, args ...string) *server {
 		time.Sleep(20 * time.Millisecond)
 	}
 	_, port, _ := strings.Cut(addr, ":")
+	if scheme == "https" {
+		// An https URL is the production form: the SDK uses it as is.
+		return &server{addr: addr, dbURL: "https://" + addr + "/rooms"}
+	}
 	return &server{addr: addr, dbURL: "localhost:" + port + "/rooms?ns=sigbase"}
 }
+
+// insecure is an HTTP client that trusts --tls-self-signed certificates.
+var insecure = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 
 // client is a database client of the Admin SDK whose HTTP traffic goes
 // through a recorder; token, when set, is sent as a bearer token.
 func (s *server) client(t *testing.T, token string) *db.Client {
 	t.Helper()
-	rec := &recorder{base: http.DefaultTransport, token: token}
+	rec := &recorder{base: insecure.Transport, token: token}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("HTTP exchanges of %s:\n%s", t.Name(), rec.String())
