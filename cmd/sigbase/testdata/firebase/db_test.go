@@ -799,3 +799,21 @@ func TestHTTPS(t *testing.T) {
 		t.Errorf("Get without a token = %v, want 401", err)
 	}
 }
+
+// TestAuthOverrideRefused: an app configured with AuthOverride sends
+// auth_variable_override on every request, which sigbase has no rules for:
+// a 400 naming it, not a silently ignored override.
+func TestAuthOverrideRefused(t *testing.T) {
+	srv := startServer(t)
+	ctx := context.Background()
+	cfg := srv.config()
+	cfg.AuthOverride = &map[string]any{"uid": "u1"}
+	err := srv.recordedClient(t, "", cfg).NewRef("r1/k").Set(ctx, "v")
+	if !errorutils.IsInvalidArgument(err) || !strings.Contains(err.Error(), "auth_variable_override") {
+		t.Fatalf("Set with an auth override = %v, want 400 naming auth_variable_override", err)
+	}
+	var v any
+	if err := srv.client(t, "").NewRef("r1/k").Get(ctx, &v); err != nil || v != nil {
+		t.Errorf("Get r1/k = %#v, %v; want nil: the refused write changed nothing", v, err)
+	}
+}

@@ -152,21 +152,37 @@ var insecure = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Con
 // through a recorder; token, when set, is sent as a bearer token.
 func (s *server) client(t *testing.T, token string) *db.Client {
 	t.Helper()
+	return s.recordedClient(t, token, s.config())
+}
+
+// recordedClient is client with the given app configuration.
+func (s *server) recordedClient(t *testing.T, token string, cfg *firebase.Config) *db.Client {
+	t.Helper()
 	rec := &recorder{base: insecure.Transport, token: token}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("HTTP exchanges of %s:\n%s", t.Name(), rec.String())
 		}
 	})
-	return s.clientWith(t, option.WithHTTPClient(&http.Client{Transport: rec, Timeout: 30 * time.Second}))
+	return s.clientConfig(t, cfg, option.WithHTTPClient(&http.Client{Transport: rec, Timeout: 30 * time.Second}))
+}
+
+// config is the app's configuration for this server.
+func (s *server) config() *firebase.Config {
+	// A ProjectID keeps the SDK from looking for Google credentials.
+	return &firebase.Config{DatabaseURL: s.dbURL, ProjectID: "sigbase"}
 }
 
 // clientWith is a database client made with the given options only.
 func (s *server) clientWith(t *testing.T, opts ...option.ClientOption) *db.Client {
 	t.Helper()
+	return s.clientConfig(t, s.config(), opts...)
+}
+
+func (s *server) clientConfig(t *testing.T, cfg *firebase.Config, opts ...option.ClientOption) *db.Client {
+	t.Helper()
 	ctx := context.Background()
-	// A ProjectID keeps the SDK from looking for Google credentials.
-	app, err := firebase.NewApp(ctx, &firebase.Config{DatabaseURL: s.dbURL, ProjectID: "sigbase"}, opts...)
+	app, err := firebase.NewApp(ctx, cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
