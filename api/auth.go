@@ -133,7 +133,8 @@ func (a *Auth) check(r *http.Request, room, perm string) (grant, error) {
 }
 
 // bearer takes the token from Authorization: Bearer, or from ?auth= (which
-// EventSource needs, since it cannot send headers).
+// EventSource needs, since it cannot send headers), or from ?access_token=
+// (where some Firebase clients put theirs).
 func bearer(r *http.Request) string {
 	if h := r.Header.Get(echo.HeaderAuthorization); h != "" {
 		scheme, token, ok := strings.Cut(h, " ")
@@ -142,7 +143,10 @@ func bearer(r *http.Request) string {
 		}
 		return ""
 	}
-	return r.URL.Query().Get("auth")
+	if t := r.URL.Query().Get("auth"); t != "" {
+		return t
+	}
+	return r.URL.Query().Get("access_token")
 }
 
 func unauthorized(msg string) error {

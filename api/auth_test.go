@@ -101,6 +101,8 @@ func TestAuthErrorTable(t *testing.T) {
 	q := signed(t, jwt.SigningMethodHS256, []byte(testSecret), jwt.MapClaims{"room": "r1", "perm": "read,write", "exp": time.Now().Add(time.Hour).Unix()})
 	ts.mustDo(200, "PUT", "/rooms/r1/offer?auth="+q, `"o2"`)
 	ts.mustDo(200, "GET", "/rooms/r1/offer.json?auth="+q, "")
+	ts.mustDo(200, "GET", "/rooms/r1/offer.json?access_token="+q, "") // where some Firebase clients put it
+	ts.mustDo(401, "GET", "/rooms/r1/offer.json?access_token=x", "")
 	ts.mustDo(204, "OPTIONS", "/rooms/r1", "", "Origin", "https://x", "Access-Control-Request-Method", "PUT")
 }
 

@@ -21,19 +21,42 @@ func handleRead(st *store.Store, cfg Config, gate *streamGate) echo.HandlerFunc 
 		if err != nil {
 			return err
 		}
+		stream := wantsStream(c.Request())
+		kind := kindRead
+		if stream {
+			kind = kindWatch
+		}
+		p, err := parseParams(c.Request(), at, kind)
+		if err != nil {
+			return err
+		}
+		unchanged, err := ifNoneMatch(c.Request().Header, stream)
+		if err != nil {
+			return err
+		}
 		g, err := authorize(c, cfg.Auth, at.Room, PermRead)
 		if err != nil {
 			return err
 		}
-		if wantsStream(c.Request()) {
-			return watch(c, st, cfg, gate, at, g)
+		if stream {
+			return watch(c, st, cfg, gate, at, g, p.query)
 		}
 		v, err := st.Get(at)
 		if err != nil {
 			return err
 		}
 		c.Response().Header().Set("ETag", etag(v.Rev))
-		return writeJSON(c, http.StatusOK, v.Data)
+		if unchanged.Set && unchanged.Rev == v.Rev {
+			return c.NoContent(http.StatusNotModified)
+		}
+		data := v.Data
+		switch {
+		case p.shallow:
+			data = store.Shallow(data)
+		case !p.query.IsZero():
+			data = p.query.Apply(data)
+		}
+		return writeJSON(c, http.StatusOK, data)
 	}
 }
 
@@ -72,6 +95,12 @@ func writeHandler(cfg Config, op string, write writeFunc) echo.HandlerFunc {
 		at, err := location(c)
 		if err != nil {
 			return err
+		}
+		if _, err := parseParams(c.Request(), at, kindWrite); err != nil {
+			return err
+		}
+		if _, sent := c.Request().Header["If-None-Match"]; sent {
+			return badRequest("If-None-Match applies to reads only; a conditional write takes If-Match")
 		}
 		if _, err := authorize(c, cfg.Auth, at.Room, PermWrite); err != nil {
 			return err
@@ -139,7 +168,27 @@ func ifMatchHeader(hdr http.Header) (store.Cond, error) {
 }
 
 // ifMatch parses If-Match: "<rev>" or <rev>, or null_etag, quotes optional.
-func ifMatch(h string) (store.Cond, error) {
+func ifMatch(h string) (store.Cond, error) { return etagCond("If-Match", h) }
+
+// ifNoneMatch reads a GET's If-None-Match, in If-Match's forms; Set when
+// one was sent. A watch has no use for it.
+func ifNoneMatch(hdr http.Header, stream bool) (store.Cond, error) {
+	vs, sent := hdr["If-None-Match"]
+	switch {
+	case !sent:
+		return store.Cond{}, nil
+	case stream:
+		return store.Cond{}, badRequest("If-None-Match does not apply to watches: resume with Last-Event-ID")
+	}
+	h := strings.TrimSpace(strings.Join(vs, ","))
+	if h == "" {
+		return store.Cond{}, badRequest(`malformed If-None-Match: empty; want "<revision>" or null_etag`)
+	}
+	return etagCond("If-None-Match", h)
+}
+
+// etagCond parses an ETag condition header: "<rev>" or <rev>, or null_etag.
+func etagCond(name, h string) (store.Cond, error) {
 	h = strings.TrimSpace(h)
 	if h == "" {
 		return store.Cond{}, nil
@@ -150,7 +199,7 @@ func ifMatch(h string) (store.Cond, error) {
 	}
 	rev, err := strconv.ParseUint(v, 10, 64)
 	if err != nil || rev == 0 {
-		return store.Cond{}, badRequest(`malformed If-Match: want "<revision>" or null_etag`)
+		return store.Cond{}, badRequest(`malformed ` + name + `: want "<revision>" or null_etag`)
 	}
 	return store.Cond{Set: true, Rev: rev}, nil
 }

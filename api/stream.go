@@ -24,8 +24,15 @@ import (
 // goroutine, and this handler's stack under the middleware chain, are
 // released, so an idle watcher costs a few KiB; one poller notices hang-ups
 // (hangups). Over HTTP/2 the handler streams through the ResponseWriter.
-func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at store.Path, g grant) error {
+func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at store.Path, g grant, q store.Query) error {
 	after, resume, malformed := lastEventID(c.Request())
+	var filter *queryFilter
+	if !q.IsZero() {
+		// A filtered watch always starts from a snapshot of its answer: a
+		// replay of the key's changes would need the answer at Last-Event-ID.
+		after, resume, malformed = 0, false, false
+		filter = newQueryFilter(q)
+	}
 	release, err := gate.acquire(at.Room, clientKey(c.RealIP()))
 	if err != nil {
 		return err
@@ -36,7 +43,7 @@ func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at sto
 		return err
 	}
 	cfg.Metrics.streams.Inc()
-	s := &stream{w: w, at: at, cfg: cfg, resumeAsked: resume || malformed, release: release}
+	s := &stream{w: w, at: at, cfg: cfg, filter: filter, resumeAsked: resume || malformed, release: release}
 	h := c.Response().Header()
 	h.Set(echo.HeaderContentType, "text/event-stream")
 	h.Set(echo.HeaderCacheControl, "no-cache")
@@ -88,6 +95,7 @@ type stream struct {
 	w           *store.Watcher
 	at          store.Path
 	cfg         Config
+	filter      *queryFilter // a filtered watch's query; nil for a plain one
 	out         frameWriter
 	resumeAsked bool            // Last-Event-ID was given: count how the resume went
 	release     func()          // gives the stream's slot back
@@ -170,6 +178,11 @@ func (s *stream) deliver() bool {
 		return false
 	case len(events) == 0:
 		return true
+	}
+	if s.filter != nil {
+		if events = s.filter.apply(events); len(events) == 0 {
+			return true
+		}
 	}
 	s.buf = s.buf[:0]
 	for _, ev := range events {

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/json"
 	"fmt"
@@ -15,12 +14,14 @@ import (
 type Query struct {
 	OrderBy string // "$key", "$value", or a path inside each child ("a" or "a/b")
 	// StartAt, EndAt and EqualTo are compact JSON bounds; nil when unset.
-	StartAt, EndAt, EqualTo []byte
+	StartAt, EndAt, EqualTo   []byte
 	LimitToFirst, LimitToLast int // 0: no limit
 }
 
-// Active reports whether q asks for anything.
-func (q Query) Active() bool { return q.OrderBy != "" }
+// IsZero reports whether q asks for nothing.
+func (q Query) IsZero() bool {
+	return q.OrderBy == "" && q.StartAt == nil && q.EndAt == nil && q.EqualTo == nil && q.LimitToFirst == 0 && q.LimitToLast == 0
+}
 
 // Check applies Firebase's rules to a query: filters and limits need an
 // order, $key bounds are strings, equalTo excludes the other bounds, and at
@@ -68,8 +69,10 @@ type Member struct {
 
 // Select returns the children of the value data (a key's value as read)
 // that the query keeps, in query order.
-func (q Query) Select(data []byte) []Member {
-	children := childrenOf(data)
+func (q Query) Select(data []byte) []Member { return q.SelectMembers(ChildrenOf(data)) }
+
+// SelectMembers is Select on a key's children; it may reorder ms.
+func (q Query) SelectMembers(children []Member) []Member {
 	sortKey := func(m Member) []byte {
 		switch q.OrderBy {
 		case "$key":
@@ -102,7 +105,7 @@ func (q Query) Select(data []byte) []Member {
 	if q.EqualTo != nil {
 		start, end = q.EqualTo, q.EqualTo
 	}
-	kept := children[:0]
+	var kept []Member
 	for _, m := range children {
 		if start != nil && bound(m, start) < 0 || end != nil && bound(m, end) > 0 {
 			continue
@@ -133,7 +136,7 @@ func MembersJSON(ms []Member) []byte {
 
 // Shallow is a value with each member of an object truncated to true.
 func Shallow(data []byte) []byte {
-	children := childrenOf(data)
+	children := ChildrenOf(data)
 	if len(children) == 0 {
 		return data
 	}
@@ -143,9 +146,9 @@ func Shallow(data []byte) []byte {
 	return MembersJSON(children)
 }
 
-// childrenOf lists the members of an object or the elements of an array
-// (named by index); nothing for anything else.
-func childrenOf(data []byte) []Member {
+// ChildrenOf lists the members of an object or the elements of an array
+// (named by index, nulls left out); nothing for anything else.
+func ChildrenOf(data []byte) []Member {
 	var out []Member
 	switch {
 	case isObject(data):
@@ -224,9 +227,4 @@ func compareValues(a, b []byte) int {
 		return strings.Compare(sa, sb)
 	}
 	return 0
-}
-
-// equalMembers reports whether two answers hold the same children.
-func equalMembers(a, b []Member) bool {
-	return slices.EqualFunc(a, b, func(x, y Member) bool { return x.Name == y.Name && bytes.Equal(x.Data, y.Data) })
 }

@@ -103,7 +103,7 @@ func resolveValue(v, old []byte, now int64) []byte {
 		n, _ := incrementOf(inner)
 		return addNumbers(old, n)
 	}
-	children := childrenOf(v)
+	children := ChildrenOf(v)
 	if len(children) == 0 {
 		return v
 	}

@@ -130,6 +130,7 @@ type pxProxy struct {
 	url   string         // https://localhost:PORT (any host name dials 127.0.0.1)
 	plain string         // http://localhost:PORT, when the proxy has one
 	roots *x509.CertPool // trusts the proxy's certificate
+	ca    string         // the same as a PEM file (NODE_EXTRA_CA_CERTS)
 }
 
 // pxNginx runs docs/deploy/nginx.conf in front of the sigbase at upstream.
@@ -163,6 +164,7 @@ func pxNginx(t *testing.T, bin, upstream, readTimeout string) pxProxy {
 			url:   fmt.Sprintf("https://localhost:%d", httpsPort),
 			plain: fmt.Sprintf("http://localhost:%d", httpPort),
 			roots: roots,
+			ca:    certFile,
 		}
 		if pxReady(t, p, pxClient(t, roots, ""), px.url+"/healthz", attempt) {
 			return px
@@ -256,7 +258,7 @@ func pxCaddy(t *testing.T, bin, upstream, readTimeout string) pxProxy {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		px := pxProxy{url: fmt.Sprintf("https://localhost:%d", httpsPort), roots: roots}
+		px := pxProxy{url: fmt.Sprintf("https://localhost:%d", httpsPort), roots: roots, ca: rootFile}
 		if pxReady(t, p, pxClient(t, roots, ""), px.url+"/healthz", attempt) {
 			return px
 		}

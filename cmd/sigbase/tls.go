@@ -44,6 +44,52 @@ func (t *tlsFlags) register(fs *flag.FlagSet) {
 
 func (t *tlsFlags) enabled() bool { return t.cert != "" || t.selfSigned }
 
+// mode is how HTTPS is served: off, cert (files) or self-signed.
+func (t *tlsFlags) mode() string {
+	switch {
+	case t.selfSigned:
+		return "self-signed"
+	case t.cert != "":
+		return "cert"
+	}
+	return "off"
+}
+
+// check refuses TLS settings that contradict each other, and certificate
+// files that do not load, before anything listens. addr is --addr.
+func (t *tlsFlags) check(g given, addr string) error {
+	switch {
+	case t.selfSigned && t.cert != "":
+		return fmt.Errorf("%s and %s exclude each other: give one", g.name("tls-self-signed"), g.name("tls-cert"))
+	case t.selfSigned && t.key != "":
+		return fmt.Errorf("%s makes its own key: drop %s", g.name("tls-self-signed"), g.name("tls-key"))
+	case t.cert != "" && t.key == "":
+		return fmt.Errorf("%s needs --tls-key", g.name("tls-cert"))
+	case t.key != "" && t.cert == "":
+		return fmt.Errorf("%s needs --tls-cert", g.name("tls-key"))
+	case len(t.hosts.items) > 0 && !t.selfSigned:
+		return fmt.Errorf("%s names hosts for --tls-self-signed, which is not set", g.name("tls-hosts"))
+	case t.redirectAddr != "" && !t.enabled():
+		return fmt.Errorf("%s redirects to HTTPS, which is off: add --tls-cert/--tls-key or --tls-self-signed", g.name("redirect-addr"))
+	case g.has("tls-cert") && t.cert == "":
+		return fmt.Errorf("%s is empty: name the certificate file", g.name("tls-cert"))
+	}
+	if t.redirectAddr != "" {
+		if err := checkAddr(g, "redirect-addr", t.redirectAddr); err != nil {
+			return err
+		}
+		if _, port, _ := net.SplitHostPort(addr); t.redirectAddr == addr && port != "0" {
+			return fmt.Errorf("%s is --addr too: give it another port", g.is("redirect-addr", t.redirectAddr))
+		}
+	}
+	if t.cert != "" {
+		if _, err := tls.LoadX509KeyPair(t.cert, t.key); err != nil {
+			return fmt.Errorf("%s/%s: %w", g.name("tls-cert"), g.name("tls-key"), err)
+		}
+	}
+	return nil
+}
+
 // tlsConfig builds the server's TLS configuration; HTTP/2 is offered by
 // ALPN. note describes a self-signed certificate for the user.
 func (t *tlsFlags) tlsConfig(addr, dataFile string, log *slog.Logger) (cfg *tls.Config, note string, err error) {
