@@ -559,13 +559,14 @@ func TestQueries(t *testing.T) {
 	})
 	// Queries that Firebase refuses, refused by the server with 400.
 	for _, tc := range []struct {
-		name string
-		q    *db.Query
+		name   string
+		q      *db.Query
+		reason string
 	}{
-		{"key bound not a string", scores.OrderByKey().StartAt(1)},
-		{"equalTo with startAt", scores.OrderByChild("score").StartAt(1).EqualTo(2)},
-		{"query on a room", c.NewRef("r1").OrderByKey().LimitToFirst(1)},
-		{"query on a child", c.NewRef("r1/scores/alice").OrderByKey().LimitToFirst(1)},
+		{"key bound not a string", scores.OrderByKey().StartAt(1), "a bound must be a string"},
+		{"equalTo with startAt", scores.OrderByChild("score").StartAt(1).EqualTo(2), "equalTo cannot be combined"},
+		{"query on a room", c.NewRef("r1").OrderByKey().LimitToFirst(1), "queries work on a key's children"},
+		{"query on a child", c.NewRef("r1/scores/alice").OrderByKey().LimitToFirst(1), "queries work on a key's children"},
 	} {
 		t.Run("refused: "+tc.name, func(t *testing.T) {
 			var v any
@@ -573,7 +574,7 @@ func TestQueries(t *testing.T) {
 			if !errorutils.IsInvalidArgument(err) {
 				t.Fatalf("Get = %v, want a 400 (invalid argument)", err)
 			}
-			if !strings.Contains(err.Error(), "http error status: 400; reason: ") {
+			if !strings.Contains(err.Error(), "http error status: 400; reason: invalid query: ") || !strings.Contains(err.Error(), tc.reason) {
 				t.Errorf("error %q does not carry the server's reason", err)
 			}
 		})
@@ -653,12 +654,12 @@ func TestErrors(t *testing.T) {
 		is     func(error) bool
 		reason string // part of the server's message
 	}{
-		{"too deep", func() error { var v any; return c.NewRef("r1/a/b/c").Get(ctx, &v) }, 400, errorutils.IsInvalidArgument, ""},
+		{"too deep", func() error { var v any; return c.NewRef("r1/a/b/c").Get(ctx, &v) }, 400, errorutils.IsInvalidArgument, "at most three levels deep"},
 		{"bad name", func() error { var v any; return c.NewRef("r1/bad!name").Get(ctx, &v) }, 400, errorutils.IsInvalidArgument, "bad!name"},
-		{"room value not an object", func() error { return c.NewRef("r1").Set(ctx, "x") }, 400, errorutils.IsInvalidArgument, ""},
+		{"room value not an object", func() error { return c.NewRef("r1").Set(ctx, "x") }, 400, errorutils.IsInvalidArgument, "a room's value must be an object or null"},
 		{"priority", func() error { return c.NewRef("r1/k").Set(ctx, map[string]any{".priority": 1, "a": 1}) }, 400, errorutils.IsInvalidArgument, ".priority"},
-		{"rooms not listed", func() error { var v any; return c.NewRef("/").Get(ctx, &v) }, 403, errorutils.IsPermissionDenied, ""},
-		{"push to a room", func() error { _, err := c.NewRef("r1").Push(ctx, "x"); return err }, 405, nil, ""},
+		{"rooms not listed", func() error { var v any; return c.NewRef("/").Get(ctx, &v) }, 403, errorutils.IsPermissionDenied, "rooms are not listed"},
+		{"push to a room", func() error { _, err := c.NewRef("r1").Push(ctx, "x"); return err }, 405, nil, "Method Not Allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.do()
