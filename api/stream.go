@@ -68,8 +68,10 @@ func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at sto
 }
 
 // hijack takes the connection over and writes the response head: the
-// headers set so far (CORS, request id, stream headers); the body runs to
-// the connection's close.
+// headers set so far (CORS, request id, stream headers). The body is
+// chunked, so a stream that ends without its last chunk (a crash, a cut
+// connection) is an error to the client, which then reconnects, and only
+// a stream the server ends on purpose ends cleanly (connWriter.finish).
 func hijack(c echo.Context) (net.Conn, error) {
 	conn, _, err := http.NewResponseController(c.Response()).Hijack()
 	if err != nil {
@@ -81,6 +83,7 @@ func hijack(c echo.Context) (net.Conn, error) {
 	head.WriteString("HTTP/1.1 200 OK\r\n")
 	h := c.Response().Header()
 	h.Set("Connection", "close")
+	h.Set("Transfer-Encoding", "chunked")
 	_ = h.Write(&head)
 	head.WriteString("\r\n")
 	if _, err := conn.Write(head.Bytes()); err != nil {
@@ -142,10 +145,10 @@ func (s *stream) run(ctx context.Context, tokenExpires time.Time) {
 				return
 			}
 		case <-expired:
-			_ = s.out.send(appendControl(nil, "auth_revoked", "token expired"))
+			s.end(appendControl(nil, "auth_revoked", "token expired"))
 			return
 		case <-s.cfg.Shutdown:
-			_ = s.out.send(appendControl(nil, "cancel", "server shutting down"))
+			s.end(appendControl(nil, "cancel", "server shutting down"))
 			return
 		case <-ctx.Done():
 			return
@@ -153,6 +156,14 @@ func (s *stream) run(ctx context.Context, tokenExpires time.Time) {
 			return
 		}
 		keepAlive.Reset(s.cfg.KeepAlive)
+	}
+}
+
+// end sends the stream's last frame (cancel, auth_revoked) and ends the
+// body cleanly.
+func (s *stream) end(frame []byte) {
+	if s.out.send(frame) == nil {
+		s.out.finish()
 	}
 }
 
@@ -167,14 +178,14 @@ func (s *stream) deliver() bool {
 	switch {
 	case errors.Is(err, store.ErrEvicted):
 		s.cfg.Metrics.evictions.Inc()
-		_ = s.out.send(appendControl(nil, "cancel", "too slow to keep up: reconnect with Last-Event-ID to resume"))
+		s.end(appendControl(nil, "cancel", "too slow to keep up: reconnect with Last-Event-ID to resume"))
 		return false
 	case errors.Is(err, store.ErrClosed):
-		_ = s.out.send(appendControl(nil, "cancel", "server shutting down"))
+		s.end(appendControl(nil, "cancel", "server shutting down"))
 		return false
 	case err != nil:
 		s.cfg.Logger.Error("watch failed", "location", s.at.String(), "err", err)
-		_ = s.out.send(appendControl(nil, "cancel", "server error"))
+		s.end(appendControl(nil, "cancel", "server error"))
 		return false
 	case len(events) == 0:
 		return true
@@ -199,21 +210,38 @@ func (s *stream) deliver() bool {
 // how long a peer that stopped reading can hold its stream.
 type frameWriter interface {
 	send(b []byte) error
+	// finish ends the body cleanly: the server means the stream to end.
+	finish()
 	close()
 }
 
-// connWriter writes to a hijacked HTTP/1.1 connection.
+// connWriter writes to a hijacked HTTP/1.1 connection, one chunk a send.
 type connWriter struct {
 	conn    net.Conn
 	timeout time.Duration
+	chunk   []byte
 }
 
 func (w *connWriter) send(b []byte) error {
 	if err := w.conn.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
 		return err
 	}
-	_, err := w.conn.Write(b)
+	// One write(2) per frame: the chunk header and trailer go around a copy.
+	w.chunk = strconv.AppendInt(w.chunk[:0], int64(len(b)), 16)
+	w.chunk = append(w.chunk, "\r\n"...)
+	w.chunk = append(w.chunk, b...)
+	w.chunk = append(w.chunk, "\r\n"...)
+	_, err := w.conn.Write(w.chunk)
+	if cap(w.chunk) > 64<<10 {
+		w.chunk = nil // a large snapshot's buffer is not kept for the stream's life
+	}
 	return err
+}
+
+func (w *connWriter) finish() {
+	if w.conn.SetWriteDeadline(time.Now().Add(w.timeout)) == nil {
+		_, _ = w.conn.Write([]byte("0\r\n\r\n"))
+	}
 }
 
 func (w *connWriter) close() { w.conn.Close() }
@@ -235,8 +263,10 @@ func (w *flushWriter) send(b []byte) error {
 	return w.rc.Flush()
 }
 
-// close leaves the response to the handler's return.
-func (w *flushWriter) close() {}
+// finish and close leave the response to the handler's return, which
+// ends an HTTP/2 stream cleanly; a crash resets it.
+func (w *flushWriter) finish() {}
+func (w *flushWriter) close()  {}
 
 // lastEventID reads the resume point from Last-Event-ID or last_event_id.
 // A malformed one asks for a resume that cannot be honoured: a snapshot.

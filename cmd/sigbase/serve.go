@@ -464,7 +464,7 @@ func (c *serveConfig) summary(addr string, listeners []served) []any {
 		"max_streams", c.api.MaxStreams,
 		"max_streams_per_ip", c.api.MaxStreamsPerIP,
 		"max_streams_per_room", c.api.MaxStreamsPerRoom,
-		"rate_limit", rate, "rate_burst", burst,
+		"rate_limit", rate, "rate_burst", burst, "rate_limit_loopback", c.api.Rate.Loopback,
 		"keepalive", c.api.KeepAlive,
 		"shutdown_timeout", c.shutdownTimeout,
 	)
