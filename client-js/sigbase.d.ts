@@ -20,7 +20,7 @@ export interface ConnectOptions {
   fetch?: typeof fetch;
   /** For Node (npm `eventsource`); default globalThis.EventSource. */
   EventSource?: new (url: string, init?: object) => EventSource;
-  /** Reconnect after this many ms without any frame (keep-alives included); 0: never. Default 45000. */
+  /** Reconnect after this many ms without any frame (keep-alives included); 0: never. Default: three keep-alive intervals as the server announces them (45000 until it has). */
   staleAfter?: number;
 }
 

@@ -4,7 +4,11 @@
 
 const ROOM_NAME = /^[A-Za-z0-9_-]{1,128}$/;
 const MAX_BACKOFF_MS = 30_000;
-const DEFAULT_STALE_MS = 45_000; // three missed 15 s keep-alives
+// Until the server names its keep-alive interval (the keep-alive that opens
+// every stream), a stream silent this long is taken for dead: three missed
+// keep-alives at the server's default 15 s. After that, three of its own.
+const DEFAULT_STALE_MS = 45_000;
+const MIN_STALE_MS = 3_000;
 
 /** An HTTP error answered by the server: its {"error": "..."} message and status. */
 export class SigbaseError extends Error {
@@ -48,6 +52,7 @@ export class Room {
   #attempt = 0;
   #retryTimer = null;
   #staleTimer = null;
+  #staleFixed = false; // staleAfter was given: the server's interval does not change it
   #closed = false;
   #state = 'connecting';
   #error = null;
@@ -66,6 +71,7 @@ export class Room {
     this.#EventSource = EventSource ?? globalThis.EventSource;
     if (!this.#fetch || !this.#EventSource) throw new TypeError('sigbase: needs fetch and EventSource (pass them in options)');
     this.#token = token;
+    this.#staleFixed = staleAfter !== undefined;
     this.#staleAfter = staleAfter ?? DEFAULT_STALE_MS;
     this.#open();
   }
@@ -216,7 +222,7 @@ export class Room {
     es.addEventListener('open', mine(() => this.#onOpen()));
     es.addEventListener('put', mine((ev) => this.#onChange('put', ev)));
     es.addEventListener('patch', mine((ev) => this.#onChange('patch', ev)));
-    es.addEventListener('keep-alive', mine(() => this.#armWatchdog()));
+    es.addEventListener('keep-alive', mine((ev) => this.#onKeepAlive(ev)));
     es.addEventListener('cancel', mine(() => this.#reconnect(Math.random() * 1000)));
     es.addEventListener('auth_revoked', mine((ev) => this.#onAuthRevoked(ev)));
     es.addEventListener('error', mine(() => this.#onError(es)));
@@ -335,6 +341,17 @@ export class Room {
     const reason = parseJSON(ev.data) ?? 'auth revoked';
     if (typeof this.#token === 'function') return this.#reconnect(0); // ask for a fresh token
     this.#fail(new SigbaseError(String(reason), 401, { error: reason }));
+  }
+
+  // #onKeepAlive learns the server's keep-alive interval from the
+  // keep-alive that opens a stream ({"interval": ms}; later ones are null),
+  // so a server run with a long --keepalive is not taken for dead.
+  #onKeepAlive(ev) {
+    const interval = parseJSON(ev.data)?.interval;
+    if (!this.#staleFixed && Number.isFinite(interval) && interval > 0) {
+      this.#staleAfter = Math.max(MIN_STALE_MS, 3 * interval);
+    }
+    this.#armWatchdog();
   }
 
   // #armWatchdog reconnects when the stream has been silent for longer than
