@@ -211,7 +211,7 @@ func TestShutdownAnswers503(t *testing.T) {
 	parallel(t)
 	ts := newTestServer(t, Config{}, store.Options{})
 	ts.mustDo(200, "GET", "/readyz", "")
-	close(ts.shutdown)
+	ts.shutdown()
 	ts.st.Close()
 	res := ts.do("PUT", "/rooms/r/k", `1`)
 	if res.status != 503 || !strings.Contains(res.body, "closed") {
@@ -369,7 +369,7 @@ func TestClientKeyGroupsIPv6By64(t *testing.T) {
 func TestOversizedHeadersAnswerJSON431(t *testing.T) {
 	parallel(t)
 	st, _ := openTestStore(t, store.Options{})
-	srv := httptest.NewUnstartedServer(NewServer(st, Config{}))
+	srv := httptest.NewUnstartedServer(New(st, Config{}))
 	srv.Config.MaxHeaderBytes = 16 << 10
 	srv.Listener = JSONErrors(srv.Listener)
 	srv.Start()

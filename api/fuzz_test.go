@@ -64,7 +64,7 @@ func FuzzLastEventID(f *testing.F) {
 func FuzzRequests(f *testing.F) {
 	st, _ := openTestStore(f, store.Options{})
 	f.Cleanup(func() { st.Close() })
-	h := NewServer(st, Config{})
+	h := New(st, Config{})
 	f.Add("PUT", "/rooms/r1/offer.json", `{"type":"offer"}`)    // a normal write
 	f.Add("PATCH", "/rooms/r1", `{"a/b":1,"c":null}`)           // multi-path patch
 	f.Add("POST", "/rooms/r1/c", `{"candidate":"x"}`)           // push

@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -18,31 +19,30 @@ import (
 // testServer is a real store (a bbolt file in t.TempDir(), or a prefix of
 // the test etcd: backend_test.go) behind a real HTTP listener.
 type testServer struct {
-	t        *testing.T
-	st       *store.Store
-	base     uint64 // the revision before the store's first write: ts.rev
-	srv      *httptest.Server
-	shutdown chan struct{}
+	t    *testing.T
+	st   *store.Store
+	base uint64 // the revision before the store's first write: ts.rev
+	api  *Server
+	srv  *httptest.Server
 }
 
 func newTestServer(t *testing.T, cfg Config, opts store.Options) *testServer {
 	t.Helper()
 	st, base := openTestStore(t, opts)
-	ts := &testServer{t: t, st: st, base: base, shutdown: make(chan struct{})}
-	if cfg.Shutdown == nil {
-		cfg.Shutdown = ts.shutdown
-	}
-	ts.srv = httptest.NewServer(NewServer(st, cfg))
+	ts := &testServer{t: t, st: st, base: base, api: New(st, cfg)}
+	ts.srv = httptest.NewServer(ts.api)
 	t.Cleanup(func() {
-		select {
-		case <-ts.shutdown:
-		default:
-			close(ts.shutdown)
-		}
+		ts.shutdown()
 		ts.srv.Close()
 		st.Close()
 	})
 	return ts
+}
+
+// shutdown starts the API's shutdown (streams get cancel, /readyz 503)
+// without waiting for it.
+func (ts *testServer) shutdown() {
+	go ts.api.Shutdown(context.Background())
 }
 
 type response struct {

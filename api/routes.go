@@ -33,7 +33,7 @@ func routes(e *echo.Echo, st *store.Store, cfg Config) {
 	e.Any(childPath+"/*", handleTooDeep())
 	e.Any("/rooms", handleRoomsRoot())
 	e.GET("/healthz", handleHealth())
-	e.GET("/readyz", handleReady(cfg.Shutdown))
+	e.GET("/readyz", handleReady(cfg.shutdown))
 	e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()), requireToken(cfg.Auth, "metrics"))
 	e.GET("/", handleDemo(cfg.Files))
 	e.GET("/client/*", handleClientFile(cfg.Files))

@@ -4,6 +4,8 @@
 package api
 
 import (
+	"context"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -45,13 +47,11 @@ type Config struct {
 
 	Logger  *slog.Logger
 	Metrics *Metrics // nil: a private set, still served at /metrics
-	// Shutdown is closed when the server shuts down: every stream sends
-	// cancel and ends, and /readyz answers 503.
-	Shutdown <-chan struct{}
-	// Streams, if set, counts the streams running on taken-over HTTP/1.1
-	// connections, which http.Server.Shutdown does not wait for: wait on it
-	// after Shutdown so they can send their cancel.
-	Streams *sync.WaitGroup
+
+	// Set by New, for the handlers: closed by Server.Shutdown, and the
+	// streams on taken-over connections that Shutdown waits for.
+	shutdown <-chan struct{}
+	streams  *sync.WaitGroup
 }
 
 func (c Config) withDefaults() Config {
@@ -83,21 +83,49 @@ func (c Config) withDefaults() Config {
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics()
 	}
-	if c.Shutdown == nil {
-		c.Shutdown = make(chan struct{})
-	}
-	if c.Streams == nil {
-		c.Streams = new(sync.WaitGroup)
-	}
 	if c.Files == nil {
 		c.Files = emptyFS{}
 	}
 	return c
 }
 
-// NewServer builds the HTTP handler over a store.
-func NewServer(st *store.Store, cfg Config) http.Handler {
+// Server serves sigbase's HTTP API over one store. It owns its streams:
+// Shutdown ends them.
+type Server struct {
+	handler  http.Handler
+	shutdown chan struct{}
+	closing  sync.Once
+	streams  sync.WaitGroup // streams on connections taken over from net/http
+}
+
+// New builds the server over a store.
+func New(st *store.Store, cfg Config) *Server {
+	s := &Server{shutdown: make(chan struct{})}
 	cfg = cfg.withDefaults()
+	cfg.shutdown, cfg.streams = s.shutdown, &s.streams
+	s.handler = newHandler(st, cfg)
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Shutdown turns /readyz to 503 and ends every stream with cancel, then
+// waits until the streams on taken-over HTTP/1.1 connections, which
+// http.Server.Shutdown does not track, have sent it and closed, or until
+// ctx ends. Call it beside http.Server.Shutdown, which waits for the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Do(func() { close(s.shutdown) })
+	drained := make(chan struct{})
+	go func() { s.streams.Wait(); close(drained) }()
+	select {
+	case <-drained:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("streams still open: %w", ctx.Err())
+	}
+}
+
+func newHandler(st *store.Store, cfg Config) http.Handler {
 	cfg.Metrics.watchStore(st)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true

@@ -52,9 +52,9 @@ func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at sto
 		if conn, err := hijack(c); err == nil {
 			s.out = &connWriter{conn: conn, timeout: cfg.WriteTimeout}
 			s.gone, s.unwatch = gate.hangups.watch(conn)
-			cfg.Streams.Add(1)
+			cfg.streams.Add(1)
 			go func() {
-				defer cfg.Streams.Done()
+				defer cfg.streams.Done()
 				s.serve(context.Background(), g.expires)
 			}()
 			return nil
@@ -148,7 +148,7 @@ func (s *stream) run(ctx context.Context, tokenExpires time.Time) {
 		case <-expired:
 			s.end(appendControl(nil, "auth_revoked", "token expired"))
 			return
-		case <-s.cfg.Shutdown:
+		case <-s.cfg.shutdown:
 			s.end(appendControl(nil, "cancel", "server shutting down"))
 			return
 		case <-ctx.Done():

@@ -243,8 +243,7 @@ func TestStreamResume(t *testing.T) {
 // the stream and gets exactly the changes it missed.
 func TestStreamResumeWithR3labsClient(t *testing.T) {
 	parallel(t)
-	shutdown := make(chan struct{})
-	ts := newTestServer(t, Config{Shutdown: shutdown}, store.Options{})
+	ts := newTestServer(t, Config{}, store.Options{})
 	ts.mustDo(200, "PUT", "/rooms/r/k", `0`)
 
 	client := sse.NewClient(ts.srv.URL + "/rooms/r")
@@ -272,7 +271,7 @@ func TestStreamResumeWithR3labsClient(t *testing.T) {
 	if ev := next(); string(ev.ID) != ts.id(2) {
 		t.Fatalf("live: id %s", ev.ID)
 	}
-	close(shutdown) // every stream gets cancel and ends
+	ts.shutdown() // every stream gets cancel and ends
 	if ev := next(); string(ev.Event) != "cancel" {
 		t.Fatalf("got %s, want cancel", ev.Event)
 	}
@@ -283,7 +282,7 @@ func TestStreamResumeWithR3labsClient(t *testing.T) {
 	// r3labs does not reconnect after a clean end: reconnect by hand with
 	// the id it kept. A fresh server config means streams stay open again.
 	ts2 := &testServer{t: t, st: ts.st}
-	srv := http.Server{Handler: NewServer(ts.st, Config{})}
+	srv := http.Server{Handler: New(ts.st, Config{})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -407,7 +406,7 @@ func TestShutdownCancelsStreams(t *testing.T) {
 	ts := newTestServer(t, Config{}, store.Options{})
 	c := ts.watch("/rooms/r")
 	c.expect("put", "/", "null")
-	close(ts.shutdown)
+	ts.shutdown()
 	f := c.next()
 	if f.event != "cancel" || !strings.Contains(f.data, "shutting down") {
 		t.Fatalf("got %+v, want cancel", f)

@@ -31,7 +31,7 @@ func TestR3labsClientResumesAcrossSIGKILL(t *testing.T) {
 	ended := make(chan error, 1)
 	go func() {
 		ended <- client.SubscribeRawWithContext(ctx, func(ev *sse.Event) {
-			if len(ev.Event) > 0 {
+			if len(ev.Event) > 0 && string(ev.Event) != "keep-alive" {
 				events <- event{string(ev.ID), string(ev.Event), string(ev.Data)}
 			}
 		})

@@ -18,7 +18,6 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -395,10 +394,9 @@ func listenAndServe(ctx context.Context, c *serveConfig, st *store.Store, metric
 	if err != nil {
 		return err
 	}
-	shutdown, streams := make(chan struct{}), new(sync.WaitGroup)
-	c.api.Logger, c.api.Metrics, c.api.Shutdown, c.api.Files, c.api.Streams = log, metrics, shutdown, clientjs.FS(), streams
-	srv := newHTTPServer(api.NewServer(st, c.api), log)
-	srv.RegisterOnShutdown(func() { close(shutdown) })
+	c.api.Logger, c.api.Metrics, c.api.Files = log, metrics, clientjs.FS()
+	handler := api.New(st, c.api)
+	srv := newHTTPServer(handler, log)
 	scheme, note := "http", ""
 	if c.tls.enabled() {
 		if srv.TLSConfig, note, err = c.tls.tlsConfig(ln.Addr().String(), c.data, log); err != nil {
@@ -422,7 +420,7 @@ func listenAndServe(ctx context.Context, c *serveConfig, st *store.Store, metric
 		fmt.Fprintln(stdout, note)
 	}
 	log.Info("serving", c.summary(ln.Addr().String(), listeners)...)
-	return serveUntil(ctx, listeners, streams, c.shutdownTimeout, log)
+	return serveUntil(ctx, listeners, handler, c.shutdownTimeout, log)
 }
 
 // summary is the effective configuration as the attributes of the one
@@ -492,7 +490,7 @@ type served struct {
 // serveUntil serves until ctx ends or a server fails, then shuts every
 // server down: /readyz turns 503, streams get cancel, in-flight requests
 // finish within the timeout, after which connections are closed.
-func serveUntil(ctx context.Context, listeners []served, streams *sync.WaitGroup, timeout time.Duration, log *slog.Logger) error {
+func serveUntil(ctx context.Context, listeners []served, handler *api.Server, timeout time.Duration, log *slog.Logger) error {
 	errs := make(chan error, len(listeners))
 	for _, l := range listeners {
 		if l.srv.TLSConfig != nil {
@@ -510,18 +508,19 @@ func serveUntil(ctx context.Context, listeners []served, streams *sync.WaitGroup
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
+	// The API's own shutdown sends every stream its cancel (HTTP/2 streams
+	// included, which http.Server.Shutdown waits for) and waits for those
+	// on taken-over connections.
+	streamsDone := make(chan error, 1)
+	go func() { streamsDone <- handler.Shutdown(sctx) }()
 	for _, l := range listeners {
 		if serr := l.srv.Shutdown(sctx); serr != nil {
 			log.Warn("shutdown timed out; closing connections", "err", serr)
 			l.srv.Close()
 		}
 	}
-	drained := make(chan struct{})
-	go func() { streams.Wait(); close(drained) }()
-	select {
-	case <-drained:
-	case <-sctx.Done():
-		log.Warn("shutdown timed out with streams still open")
+	if serr := <-streamsDone; serr != nil {
+		log.Warn("shutdown timed out", "err", serr)
 	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil

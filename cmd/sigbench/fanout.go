@@ -197,7 +197,7 @@ func (c *fanoutConfig) connect(ctx context.Context, b *bench, path string, r *fa
 		wg.Go(func() {
 			s, err := b.openStream(ctx, path, 4096)
 			if err == nil {
-				_, err = s.next() // the snapshot
+				_, err = s.snapshot()
 			}
 			<-sem
 			if err != nil {

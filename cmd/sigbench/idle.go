@@ -170,7 +170,7 @@ func (c *idleConfig) connect(ctx context.Context, b *bench, n int, r *idleReport
 			path := "/rooms/" + b.room("idle", i/c.perRoom)
 			s, err := b.openStream(ctx, path, 512)
 			if err == nil {
-				_, err = s.next() // the snapshot
+				_, err = s.snapshot()
 			}
 			<-sem
 			if err != nil {

@@ -33,12 +33,10 @@ func startServer(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shutdown := make(chan struct{})
-	srv := httptest.NewServer(api.NewServer(st, api.Config{
-		MaxStreams: 5000, MaxStreamsPerIP: 5000, MaxStreamsPerRoom: 5000, Shutdown: shutdown,
-	}))
+	h := api.New(st, api.Config{MaxStreams: 5000, MaxStreamsPerIP: 5000, MaxStreamsPerRoom: 5000})
+	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
-		close(shutdown)
+		go h.Shutdown(context.Background())
 		srv.Close()
 		st.Close()
 	})

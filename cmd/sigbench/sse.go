@@ -113,6 +113,17 @@ func (s *stream) next() (*event, error) {
 	}
 }
 
+// snapshot reads up to the watch's first change, its snapshot, past the
+// keep-alive that opens the stream.
+func (s *stream) snapshot() (*event, error) {
+	for {
+		ev, err := s.next()
+		if err != nil || ev.name != "keep-alive" {
+			return ev, err
+		}
+	}
+}
+
 // eventName avoids an allocation for the names sigbase sends.
 func eventName(b []byte) string {
 	for _, n := range []string{"put", "patch", "keep-alive", "cancel", "auth_revoked"} {
