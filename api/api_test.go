@@ -99,7 +99,7 @@ func TestConditionalWrites(t *testing.T) {
 // Every 4xx leaves the stored data and the revision exactly as they were.
 func TestErrorsChangeNothing(t *testing.T) {
 	parallel(t)
-	ts := newTestServer(t, Config{MaxBody: 1024}, store.Options{Limits: store.Limits{MaxKeys: 2, MaxChildren: 2, MaxRoomBytes: 3000}})
+	ts := newTestServer(t, Config{}, store.Options{Limits: store.Limits{MaxValueBytes: 1024, MaxKeys: 2, MaxChildren: 2, MaxRoomBytes: 3000}})
 	ts.mustDo(200, "PUT", "/rooms/r1", `{"offer":"o","cands":{"a":1,"b":2}}`)
 	before := ts.mustDo(200, "GET", "/rooms/r1", "").body
 	rev := ts.st.Stats().Revision
@@ -337,7 +337,7 @@ func TestIfMatchParsing(t *testing.T) {
 
 func TestBodyLimitAnswers413BeforeReading(t *testing.T) {
 	parallel(t)
-	ts := newTestServer(t, Config{MaxBody: 100}, store.Options{})
+	ts := newTestServer(t, Config{}, store.Options{Limits: store.Limits{MaxValueBytes: 100}})
 	req, _ := http.NewRequest("PUT", ts.srv.URL+"/rooms/r/k", strings.NewReader(`"`+strings.Repeat("x", 200)+`"`))
 	res, err := ts.srv.Client().Do(req)
 	if err != nil {

@@ -49,7 +49,7 @@ func signed(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaim
 // them changes anything.
 func TestAuthErrorTable(t *testing.T) {
 	parallel(t)
-	ts, a := newAuthServer(t, Config{MaxBody: 1024}, store.Options{Limits: store.Limits{MaxKeys: 1}})
+	ts, a := newAuthServer(t, Config{}, store.Options{Limits: store.Limits{MaxValueBytes: 1024, MaxKeys: 1}})
 	rw := "Bearer " + mint(t, a, "r1", time.Hour, PermRead, PermWrite)
 	ts.mustDo(200, "PUT", "/rooms/r1/offer", `"o"`, "Authorization", rw)
 	rev := ts.st.Stats().Revision

@@ -108,10 +108,6 @@ func classify(err error) (status int, msg string, retryAfter int) {
 		}
 		return he.Code, msg, 0
 	}
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return http.StatusRequestEntityTooLarge, "request body over " + strconv.FormatInt(tooBig.Limit, 10) + " bytes", 0
-	}
 	for _, row := range statusTable {
 		if errors.Is(err, row.err) {
 			return row.status, err.Error(), row.retryAfter

@@ -33,7 +33,7 @@ type iceServer struct {
 
 func handleICEServers(cfg ICEConfig) echo.HandlerFunc {
 	if cfg.TURNTTL <= 0 {
-		cfg.TURNTTL = time.Hour
+		cfg.TURNTTL = DefaultConfig().ICE.TURNTTL
 	}
 	return func(c echo.Context) error {
 		servers := []iceServer{}

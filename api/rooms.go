@@ -61,19 +61,19 @@ func handleRead(st *store.Store, cfg Config, gate *streamGate) echo.HandlerFunc 
 }
 
 func handlePut(st *store.Store, cfg Config) echo.HandlerFunc {
-	return writeHandler(cfg, "put", func(c echo.Context, at store.Path, body []byte, cond store.Cond) (store.Result, error) {
+	return writeHandler(st, cfg, "put", func(c echo.Context, at store.Path, body []byte, cond store.Cond) (store.Result, error) {
 		return st.Put(c.Request().Context(), at, body, cond)
 	})
 }
 
 func handleDelete(st *store.Store, cfg Config) echo.HandlerFunc {
-	return writeHandler(cfg, "delete", func(c echo.Context, at store.Path, _ []byte, cond store.Cond) (store.Result, error) {
+	return writeHandler(st, cfg, "delete", func(c echo.Context, at store.Path, _ []byte, cond store.Cond) (store.Result, error) {
 		return st.Delete(c.Request().Context(), at, cond)
 	})
 }
 
 func handlePush(st *store.Store, cfg Config) echo.HandlerFunc {
-	return writeHandler(cfg, "push", func(c echo.Context, at store.Path, body []byte, cond store.Cond) (store.Result, error) {
+	return writeHandler(st, cfg, "push", func(c echo.Context, at store.Path, body []byte, cond store.Cond) (store.Result, error) {
 		res, err := st.Push(c.Request().Context(), at, body, cond)
 		res.Value, _ = json.Marshal(map[string]string{"name": res.Name})
 		return res, err
@@ -81,7 +81,7 @@ func handlePush(st *store.Store, cfg Config) echo.HandlerFunc {
 }
 
 func handlePatch(st *store.Store, cfg Config) echo.HandlerFunc {
-	return writeHandler(cfg, "patch", func(c echo.Context, at store.Path, body []byte, cond store.Cond) (store.Result, error) {
+	return writeHandler(st, cfg, "patch", func(c echo.Context, at store.Path, body []byte, cond store.Cond) (store.Result, error) {
 		return st.Patch(c.Request().Context(), at, body, cond)
 	})
 }
@@ -90,7 +90,7 @@ type writeFunc func(c echo.Context, at store.Path, body []byte, cond store.Cond)
 
 // writeHandler does what every write shares: location, If-Match, the body
 // under its limit, metrics, and the response (ETag; print=silent).
-func writeHandler(cfg Config, op string, write writeFunc) echo.HandlerFunc {
+func writeHandler(st *store.Store, cfg Config, op string, write writeFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		at, err := location(c)
 		if err != nil {
@@ -109,7 +109,7 @@ func writeHandler(cfg Config, op string, write writeFunc) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		body, err := readBody(c, cfg.MaxBody)
+		body, err := readBody(c, st)
 		if err != nil {
 			return err
 		}
@@ -143,13 +143,19 @@ func location(c echo.Context) (store.Path, error) {
 	return store.NewPath(c.Param("room"), c.Param("key"), c.Param("child"))
 }
 
-// readBody reads the whole body under the limit; over it is a 413.
-func readBody(c echo.Context, limit int64) ([]byte, error) {
+// readBody reads the whole body, refusing one over the store's value limit
+// (413) before reading it when Content-Length says so, and reading at most
+// one byte more than the limit otherwise, for the store to refuse.
+func readBody(c echo.Context, st *store.Store) ([]byte, error) {
 	r := c.Request()
-	if r.ContentLength > limit {
-		return nil, &http.MaxBytesError{Limit: limit}
+	if err := st.CheckValueSize(r.ContentLength); err != nil {
+		return nil, err
 	}
-	return io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, limit))
+	body, err := io.ReadAll(io.LimitReader(r.Body, st.MaxValueBytes()+1))
+	if err != nil {
+		return nil, err
+	}
+	return body, st.CheckValueSize(int64(len(body)))
 }
 
 // ifMatchHeader reads a request's If-Match. A header sent empty is

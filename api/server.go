@@ -24,8 +24,6 @@ import (
 // Config is everything the HTTP layer needs besides the store. Zero fields
 // take the defaults named beside them.
 type Config struct {
-	MaxBody int64 // request body limit in bytes: 64 KiB
-
 	CORSOrigins []string // allowed origins: ["*"]
 
 	KeepAlive    time.Duration // keep-alive after this much stream silence: 15 s
@@ -54,29 +52,43 @@ type Config struct {
 	streams  *sync.WaitGroup
 }
 
+// DefaultConfig is the defaults: what a zero field of Config means (but
+// Rate, whose zero is no limit), and the defaults of sigbase serve's flags.
+func DefaultConfig() Config {
+	return Config{
+		CORSOrigins:       []string{"*"},
+		KeepAlive:         15 * time.Second,
+		Retry:             time.Second,
+		WriteTimeout:      10 * time.Second,
+		MaxStreams:        10000,
+		MaxStreamsPerIP:   1000,
+		MaxStreamsPerRoom: 1000,
+		ICE:               ICEConfig{TURNTTL: time.Hour},
+		Rate:              RateLimit{Rate: 200, Burst: 400},
+	}
+}
+
 func (c Config) withDefaults() Config {
-	if c.MaxBody <= 0 {
-		c.MaxBody = 64 << 10
-	}
+	d := DefaultConfig()
 	if len(c.CORSOrigins) == 0 {
-		c.CORSOrigins = []string{"*"}
+		c.CORSOrigins = d.CORSOrigins
 	}
-	dur := func(d *time.Duration, def time.Duration) {
-		if *d <= 0 {
-			*d = def
+	dur := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
 		}
 	}
-	dur(&c.KeepAlive, 15*time.Second)
-	dur(&c.Retry, time.Second)
-	dur(&c.WriteTimeout, 10*time.Second)
+	dur(&c.KeepAlive, d.KeepAlive)
+	dur(&c.Retry, d.Retry)
+	dur(&c.WriteTimeout, d.WriteTimeout)
 	num := func(n *int, def int) {
 		if *n <= 0 {
 			*n = def
 		}
 	}
-	num(&c.MaxStreams, 10000)
-	num(&c.MaxStreamsPerIP, 1000)
-	num(&c.MaxStreamsPerRoom, 1000)
+	num(&c.MaxStreams, d.MaxStreams)
+	num(&c.MaxStreamsPerIP, d.MaxStreamsPerIP)
+	num(&c.MaxStreamsPerRoom, d.MaxStreamsPerRoom)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

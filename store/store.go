@@ -31,25 +31,45 @@ type Options struct {
 	OnCommit func(ops int, elapsed time.Duration, err error)
 }
 
+// DefaultOptions are the defaults: what a zero field of Options means, and
+// the defaults of sigbase serve's flags.
+func DefaultOptions() Options {
+	return Options{
+		RoomTTL: time.Hour,
+		Limits: Limits{
+			MaxValueBytes: 64 << 10,
+			MaxKeys:       256,
+			MaxChildren:   1000,
+			MaxRoomBytes:  1 << 20,
+			MaxLogEntries: 1000,
+			MaxLogBytes:   4 << 20,
+		},
+		MaxSize:     1 << 30,
+		OpenTimeout: 5 * time.Second,
+		WatchQueue:  1024,
+	}
+}
+
 func (o Options) withDefaults() Options {
-	def := func(v *int, d int) {
+	d := DefaultOptions()
+	def := func(v *int, dv int) {
 		if *v <= 0 {
-			*v = d
+			*v = dv
 		}
 	}
-	def(&o.Limits.MaxValueBytes, 64<<10)
-	def(&o.Limits.MaxKeys, 256)
-	def(&o.Limits.MaxChildren, 1000)
-	def(&o.Limits.MaxRoomBytes, 1<<20)
-	def(&o.Limits.MaxLogEntries, 1000)
-	def(&o.Limits.MaxLogBytes, 4<<20)
-	def(&o.MaxSize, 1<<30)
-	def(&o.WatchQueue, 1024)
+	def(&o.Limits.MaxValueBytes, d.Limits.MaxValueBytes)
+	def(&o.Limits.MaxKeys, d.Limits.MaxKeys)
+	def(&o.Limits.MaxChildren, d.Limits.MaxChildren)
+	def(&o.Limits.MaxRoomBytes, d.Limits.MaxRoomBytes)
+	def(&o.Limits.MaxLogEntries, d.Limits.MaxLogEntries)
+	def(&o.Limits.MaxLogBytes, d.Limits.MaxLogBytes)
+	def(&o.MaxSize, d.MaxSize)
+	def(&o.WatchQueue, d.WatchQueue)
 	if o.RoomTTL <= 0 {
-		o.RoomTTL = time.Hour
+		o.RoomTTL = d.RoomTTL
 	}
 	if o.OpenTimeout <= 0 {
-		o.OpenTimeout = 5 * time.Second
+		o.OpenTimeout = d.OpenTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -215,10 +235,23 @@ func (s *Store) Patch(ctx context.Context, at Path, body []byte, cond Cond) (Res
 }
 
 func (s *Store) checkBody(body []byte) error {
-	if n, limit := len(body), s.opts.Limits.MaxValueBytes; n > limit {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrValueTooLarge, n, limit)
+	if err := s.CheckValueSize(int64(len(body))); err != nil {
+		return err
 	}
 	return checkText(body)
+}
+
+// MaxValueBytes is the largest value one write may carry: the body limit.
+func (s *Store) MaxValueBytes() int64 { return int64(s.opts.Limits.MaxValueBytes) }
+
+// CheckValueSize refuses a written value of n bytes over MaxValueBytes, with
+// ErrValueTooLarge: the one place that limit is enforced, also for the HTTP
+// layer, which checks a body's Content-Length before reading it.
+func (s *Store) CheckValueSize(n int64) error {
+	if limit := s.MaxValueBytes(); n > limit {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrValueTooLarge, n, limit)
+	}
+	return nil
 }
 
 // submit validates a write's location and hands it to the backend.

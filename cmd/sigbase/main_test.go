@@ -163,8 +163,8 @@ func TestFlagsEnvironmentAndDefaults(t *testing.T) {
 	if c.store.RoomTTL != 7*time.Minute {
 		t.Errorf("room TTL %v: the flag must win over SIGBASE_ROOM_TTL", c.store.RoomTTL)
 	}
-	if c.api.MaxBody != 1<<20 || c.store.Limits.MaxValueBytes != 1<<20 {
-		t.Errorf("max body %d: want SIGBASE_MAX_BODY=1MiB", c.api.MaxBody)
+	if c.store.Limits.MaxValueBytes != 1<<20 {
+		t.Errorf("max body %d: want SIGBASE_MAX_BODY=1MiB", c.store.Limits.MaxValueBytes)
 	}
 	if strings.Join(c.api.CORSOrigins, " ") != "https://a https://b" || c.api.KeepAlive != 3*time.Second {
 		t.Errorf("origins %v keepalive %v", c.api.CORSOrigins, c.api.KeepAlive)

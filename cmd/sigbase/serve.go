@@ -48,36 +48,39 @@ type serveConfig struct {
 }
 
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (*serveConfig, error) {
-	c := &serveConfig{corsOrigins: listFlag{items: []string{"*"}}, maxBody: 64 << 10, maxRoomBytes: 1 << 20, maxDBSize: 1 << 30}
+	// The defaults are the packages' own, written once there.
+	so, ac := store.DefaultOptions(), api.DefaultConfig()
+	c := &serveConfig{corsOrigins: listFlag{items: ac.CORSOrigins}, maxBody: sizeFlag(so.Limits.MaxValueBytes),
+		maxRoomBytes: sizeFlag(so.Limits.MaxRoomBytes), maxDBSize: sizeFlag(so.MaxSize)}
 	fs := flag.NewFlagSet("sigbase serve", flag.ContinueOnError)
 	var usage bytes.Buffer // printed for -h only: an error stays one line
 	fs.SetOutput(&usage)
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "listen address (host:port; port 0 picks a free one)")
 	fs.StringVar(&c.data, "data", "sigbase.db", "database file (the embedded bbolt store)")
 	fs.StringVar(&c.storeURL, "store", "", "keep rooms in etcd instead: etcd://host:2379[,host2:2379][/prefix]")
-	fs.DurationVar(&c.store.OpenTimeout, "open-timeout", 5*time.Second, "how long to wait for another process to release the database file")
+	fs.DurationVar(&c.store.OpenTimeout, "open-timeout", so.OpenTimeout, "how long to wait for another process to release the database file")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for requests to finish")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug (logs every request), info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
-	fs.DurationVar(&c.store.RoomTTL, "room-ttl", time.Hour, "delete a room this long after its last write or watcher")
+	fs.DurationVar(&c.store.RoomTTL, "room-ttl", so.RoomTTL, "delete a room this long after its last write or watcher")
 	fs.Var(&c.maxBody, "max-body", "request body limit (e.g. 64KiB)")
-	fs.IntVar(&c.store.Limits.MaxKeys, "max-keys", 256, "keys per room")
-	fs.IntVar(&c.store.Limits.MaxChildren, "max-children", 1000, "children per key")
+	fs.IntVar(&c.store.Limits.MaxKeys, "max-keys", so.Limits.MaxKeys, "keys per room")
+	fs.IntVar(&c.store.Limits.MaxChildren, "max-children", so.Limits.MaxChildren, "children per key")
 	fs.Var(&c.maxRoomBytes, "max-room-bytes", "stored bytes per room (e.g. 1MiB)")
-	fs.IntVar(&c.store.Limits.MaxLogEntries, "max-log-entries", 1000, "change-log entries kept per room for resume")
+	fs.IntVar(&c.store.Limits.MaxLogEntries, "max-log-entries", so.Limits.MaxLogEntries, "change-log entries kept per room for resume")
 	fs.Var(&c.maxDBSize, "max-db-size", "database file size limit (e.g. 1GiB)")
-	fs.IntVar(&c.store.WatchQueue, "watch-queue", 1024, "changes queued for one watcher before it is dropped as too slow")
+	fs.IntVar(&c.store.WatchQueue, "watch-queue", so.WatchQueue, "changes queued for one watcher before it is dropped as too slow")
 	fs.Var(&c.corsOrigins, "cors-origins", "allowed CORS origins, comma-separated, or *")
-	fs.DurationVar(&c.api.KeepAlive, "keepalive", 15*time.Second, "send keep-alive after this much stream silence")
-	fs.IntVar(&c.api.MaxStreams, "max-streams", 10000, "open streams in total (capped by the open-files limit)")
-	fs.IntVar(&c.api.MaxStreamsPerIP, "max-streams-per-ip", 1000, "open streams per client IP")
-	fs.IntVar(&c.api.MaxStreamsPerRoom, "max-streams-per-room", 1000, "open streams per room")
+	fs.DurationVar(&c.api.KeepAlive, "keepalive", ac.KeepAlive, "send keep-alive after this much stream silence")
+	fs.IntVar(&c.api.MaxStreams, "max-streams", ac.MaxStreams, "open streams in total (capped by the open-files limit)")
+	fs.IntVar(&c.api.MaxStreamsPerIP, "max-streams-per-ip", ac.MaxStreamsPerIP, "open streams per client IP")
+	fs.IntVar(&c.api.MaxStreamsPerRoom, "max-streams-per-room", ac.MaxStreamsPerRoom, "open streams per room")
 	fs.Var(&c.stun, "stun", "STUN URLs for /ice-servers, comma-separated (e.g. stun:stun.example.org:3478)")
 	fs.Var(&c.turn, "turn", "TURN URLs for /ice-servers, comma-separated (e.g. turn:turn.example.org:3478?transport=udp)")
 	fs.StringVar(&c.api.ICE.TURNSecret, "turn-secret", "", "TURN REST shared secret (coturn static-auth-secret)")
-	fs.DurationVar(&c.api.ICE.TURNTTL, "turn-ttl", time.Hour, "lifetime of minted TURN credentials")
-	fs.Float64Var(&c.api.Rate.Rate, "rate-limit", 200, "requests per second per client IP (0: no limit)")
-	fs.IntVar(&c.api.Rate.Burst, "rate-burst", 400, "requests a client IP may burst above --rate-limit")
+	fs.DurationVar(&c.api.ICE.TURNTTL, "turn-ttl", ac.ICE.TURNTTL, "lifetime of minted TURN credentials")
+	fs.Float64Var(&c.api.Rate.Rate, "rate-limit", ac.Rate.Rate, "requests per second per client IP (0: no limit)")
+	fs.IntVar(&c.api.Rate.Burst, "rate-burst", ac.Rate.Burst, "requests a client IP may burst above --rate-limit")
 	fs.BoolVar(&c.api.Rate.Loopback, "rate-limit-loopback", false, "apply --rate-limit to loopback clients too (they are exempt, for local development)")
 	fs.Var(&c.trustedProxies, "trusted-proxies", "CIDRs of reverse proxies whose X-Forwarded-For names the client, comma-separated")
 	c.secret.register(fs)
@@ -103,7 +106,6 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 		}
 		c.api.TrustedProxies = append(c.api.TrustedProxies, p)
 	}
-	c.api.MaxBody = int64(c.maxBody)
 	c.store.Limits.MaxValueBytes = int(c.maxBody)
 	c.store.Limits.MaxRoomBytes = int(c.maxRoomBytes)
 	c.store.MaxSize = int(c.maxDBSize)
