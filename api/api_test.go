@@ -491,3 +491,18 @@ func TestServerValues(t *testing.T) {
 		t.Fatal("a refused server value changed the store")
 	}
 }
+
+// A failed commit group is counted apart, not as a commit.
+func TestObserveCommitCountsFailures(t *testing.T) {
+	t.Parallel()
+	m := NewMetrics()
+	m.ObserveCommit(3, time.Millisecond, nil)
+	m.ObserveCommit(2, time.Millisecond, fmt.Errorf("disk full"))
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{"sigbase_commit_failures_total 1", "sigbase_commit_group_size_count 1", "sigbase_commit_duration_seconds_count 1"} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}

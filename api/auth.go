@@ -150,7 +150,7 @@ func bearer(r *http.Request) string {
 }
 
 func unauthorized(msg string) error {
-	return &apiError{status: http.StatusUnauthorized, msg: msg, challenge: true}
+	return &apiError{status: http.StatusUnauthorized, msg: msg}
 }
 
 // authorize checks a request when auth is on; with auth off it allows all.

@@ -17,8 +17,7 @@ import (
 type apiError struct {
 	status     int
 	msg        string
-	retryAfter int  // seconds; 0: no Retry-After
-	challenge  bool // a 401 that names the Bearer scheme
+	retryAfter int // seconds; 0: no Retry-After
 }
 
 func (e *apiError) Error() string { return e.msg }

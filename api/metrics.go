@@ -21,6 +21,7 @@ type Metrics struct {
 	writeSeconds  *prometheus.HistogramVec // op
 	commitOps     prometheus.Histogram
 	commitSeconds prometheus.Histogram
+	commitErrors  prometheus.Counter
 	streams       prometheus.Gauge
 	events        prometheus.Counter
 	evictions     prometheus.Counter
@@ -46,6 +47,9 @@ func NewMetrics() *Metrics {
 			Name: "sigbase_commit_duration_seconds", Help: "Time to apply and fsync one commit group.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 		}),
+		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sigbase_commit_failures_total", Help: "Commit groups that failed (their writes got errors); not in the commit histograms.",
+		}),
 		streams:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "sigbase_watchers", Help: "Open watch streams."}),
 		events:    prometheus.NewCounter(prometheus.CounterOpts{Name: "sigbase_events_sent_total", Help: "put and patch events written to watchers."}),
 		evictions: prometheus.NewCounter(prometheus.CounterOpts{Name: "sigbase_watchers_evicted_total", Help: "Watchers dropped with cancel for falling behind."}),
@@ -53,13 +57,18 @@ func NewMetrics() *Metrics {
 			Name: "sigbase_resumes_total", Help: "Watches opened with Last-Event-ID, by outcome: replay from the log, or a fresh snapshot.",
 		}, []string{"outcome"}),
 	}
-	m.reg.MustRegister(m.writes, m.writeSeconds, m.commitOps, m.commitSeconds, m.streams, m.events, m.evictions, m.resumes,
+	m.reg.MustRegister(m.writes, m.writeSeconds, m.commitOps, m.commitSeconds, m.commitErrors, m.streams, m.events, m.evictions, m.resumes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 // ObserveCommit records one commit group; it is the store's OnCommit hook.
+// A failed group is counted apart, so the histograms describe commits.
 func (m *Metrics) ObserveCommit(ops int, elapsed time.Duration, err error) {
+	if err != nil {
+		m.commitErrors.Inc()
+		return
+	}
 	m.commitOps.Observe(float64(ops))
 	m.commitSeconds.Observe(elapsed.Seconds())
 }

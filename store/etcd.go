@@ -52,8 +52,15 @@ type etcdBackend struct {
 	touched map[int64]time.Time // lease → when this node last refreshed it
 
 	rev   atomic.Uint64 // highest revision seen
-	rooms atomic.Int64  // rooms stored, counted every few seconds
+	rooms atomic.Int64  // rooms stored, as last counted
+	// countedAt is when rooms was last counted (unix ns): stats counts at
+	// most once per roomCountTTL, so a scrape is one round trip at most;
+	// this node's own writes that create or delete a room reset it.
+	countedAt atomic.Int64
 }
+
+// roomCountTTL is how stale the room count may be.
+const roomCountTTL = time.Second
 
 // EtcdOptions say where the etcd backend keeps its rooms.
 type EtcdOptions struct {
@@ -228,6 +235,9 @@ func (e *etcdBackend) try(ctx context.Context, o *op) (res Result, again bool, e
 	}
 	rev := uint64(resp.Header.Revision)
 	e.seen(resp.Header.Revision)
+	if !exists || meta.keys == 0 {
+		e.countedAt.Store(0) // a room came or went: count afresh at the next scrape
+	}
 	if meta.keys == 0 {
 		go e.revoke(room.lease)
 	} else if !granted {
@@ -451,6 +461,7 @@ func (e *etcdBackend) countRooms() {
 		e.rooms.Store(resp.Count)
 		e.seen(resp.Header.Revision)
 	}
+	e.countedAt.Store(time.Now().UnixNano())
 }
 
 func (e *etcdBackend) seen(rev int64) {
@@ -462,10 +473,13 @@ func (e *etcdBackend) seen(rev int64) {
 	}
 }
 
-// stats counts the rooms in etcd (one small request). Expired stays 0:
-// etcd, not this node, ends rooms when their leases run out.
+// stats counts the rooms in etcd (one small request) unless it did within
+// roomCountTTL. Expired stays 0: etcd, not this node, ends rooms when their
+// leases run out.
 func (e *etcdBackend) stats() Stats {
-	e.countRooms()
+	if time.Since(time.Unix(0, e.countedAt.Load())) >= roomCountTTL {
+		e.countRooms()
+	}
 	return Stats{Revision: e.rev.Load(), Rooms: e.rooms.Load()}
 }
 

@@ -296,12 +296,7 @@ func (b *bench) progress(name string, line func() string) (stop func()) {
 	}
 }
 
-// warn writes a note to stderr.
-func (b *bench) warn(format string, args ...any) {
-	fmt.Fprintf(b.stderr, "sigbench: "+format+"\n", args...)
-}
-
-// lockedWriter serializes writes from the progress line and warnings.
+// lockedWriter serializes writes to stderr from concurrent phases.
 type lockedWriter struct {
 	mu sync.Mutex
 	w  io.Writer
