@@ -353,7 +353,13 @@ func TestSlowWatcherGetsCancel(t *testing.T) {
 	ts := newTestServer(t, Config{WriteTimeout: 20 * time.Second}, store.Options{WatchQueue: 4})
 	conn := dialSmallWindow(t, ts.srv.Listener.Addr().String())
 	fmt.Fprintf(conn, "GET /rooms/r HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
-	time.Sleep(100 * time.Millisecond) // let the snapshot go out
+	// The watch is registered before its snapshot goes out: wait for that,
+	// not for a guessed time.
+	for deadline := time.Now().Add(5 * time.Second); ts.st.Stats().Watchers == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow watch never registered")
+		}
+	}
 	value := `"` + strings.Repeat("v", 32000) + `"`
 	// 12.8 MB of changes, more than socket buffers hold, over ten keys: the
 	// room itself stays at 320 KB, under the default quota and, since the

@@ -1,22 +1,25 @@
-// Package store keeps sigbase's rooms in one bbolt file: a three-level JSON
-// tree (room, key, child) per room, every committed write numbered by one
-// global revision, a per-room change log for exact resume, and room expiry.
-// It knows nothing of HTTP; the api package turns it into the wire contract.
+// Package store keeps sigbase's rooms: a three-level JSON tree (room, key,
+// child) per room, every committed write numbered by one global revision, a
+// per-room change log for exact resume, and room expiry. Two backends keep
+// them: one bbolt file (Open, described here) or an etcd cluster (OpenEtcd,
+// docs/SCALING.md). It knows nothing of HTTP; the api package turns it into
+// the wire contract.
 //
-// # Bucket layout
+// # Bucket layout (bbolt)
 //
-//	meta    Sequence() = the last revision; "schema" = layout version;
+//	meta    Sequence() = the last revision; "schema" = layout version (3);
 //	        "rooms" = the number of rooms
-//	rooms   room 0x00 BE(rev)        → change (location, data, what changed below it)
-//	        room 0x01 key            → rev(8) 'l' JSON   (a leaf value)
-//	                                 → rev(8) 'o'        (an object; children follow)
-//	        room 0x01 key 0x00 child → rev(8) JSON
-//	        room 0x02                → roomMeta: incarnation (created), resume floor,
-//	                                   last revision, key count, bytes, log size, expiry
+//	rooms   room 0x00 BE(rev) → change (location, data, what changed below it)
+//	        room 0x01 key     → the key whole, one record: uvarint(rev)
+//	                            string(leaf) uvarint(n), then n × (string(child)
+//	                            uvarint(rev) string(JSON)), children in name
+//	                            order (records.go)
+//	        room 0x02         → roomMeta: incarnation (created), resume floor,
+//	                            last revision, key count, bytes, log size, expiry
 //	expiry  BE(indexed unix ns) room → (empty)
 //
-// Names are [A-Za-z0-9_-], all above 0x02, so a room's log, its data, a
-// key's children are each one contiguous range, and a room's entries are
+// Names are [A-Za-z0-9_-], all above 0x02, so a room's log and its keys are
+// each one contiguous range, and a room's entries are
 // contiguous too: a write appends to the log just before the data and meta
 // it changes, so a commit of many rooms writes about one page per room.
 // The expiry entry moves only when it lags the room's real expiry (in its
