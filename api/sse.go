@@ -12,20 +12,18 @@ import (
 // stream writes and flushes at once. An event with an id always names it:
 // an empty "id:" line would reset the browser's Last-Event-ID.
 
-// appendRetry writes the reconnect delay the browser should use.
-func appendRetry(b []byte, ms int64) []byte {
+// appendOpening writes a stream's first frame: the reconnect delay the
+// browser should use, and a keep-alive whose data names the keep-alive
+// interval in milliseconds ({"interval":15000}), so a client can tell a
+// quiet stream from a dead one without guessing the server's --keepalive.
+// One frame, so it precedes the snapshot without an event between them for
+// readers that take the first frame for retry:. Later keep-alives carry
+// null, as Firebase's do.
+func appendOpening(b []byte, retryMs, keepAliveMs int64) []byte {
 	b = append(b, "retry: "...)
-	b = strconv.AppendInt(b, ms, 10)
-	return append(b, "\n\n"...)
-}
-
-// appendInterval writes the keep-alive that opens a stream: its data names
-// the keep-alive interval in milliseconds ({"interval":15000}), so a client
-// can tell a silent stream from a dead one without guessing the server's
-// --keepalive. Later keep-alives carry null, as Firebase's do.
-func appendInterval(b []byte, ms int64) []byte {
-	b = append(b, "event: keep-alive\ndata: {\"interval\":"...)
-	b = strconv.AppendInt(b, ms, 10)
+	b = strconv.AppendInt(b, retryMs, 10)
+	b = append(b, "\nevent: keep-alive\ndata: {\"interval\":"...)
+	b = strconv.AppendInt(b, keepAliveMs, 10)
 	return append(b, "}\n\n"...)
 }
 

@@ -13,7 +13,7 @@ func TestFrames(t *testing.T) {
 	for _, tc := range []struct {
 		name, got, want string
 	}{
-		{"retry", string(appendRetry(nil, 1000)), "retry: 1000\n\n"},
+		{"opening", string(appendOpening(nil, 1000, 15000)), "retry: 1000\nevent: keep-alive\ndata: {\"interval\":15000}\n\n"},
 		{"put", string(appendChange(nil, store.Event{Rev: 41, Path: "/", Data: []byte(`{"a":1}`)})),
 			"id: 41\nevent: put\ndata: {\"path\":\"/\",\"data\":{\"a\":1}}\n\n"},
 		{"patch at revision 0", string(appendChange(nil, store.Event{Rev: 0, Patch: true, Path: "/k", Data: []byte(`null`)})),

@@ -107,7 +107,7 @@ type stream struct {
 	buf         []byte
 }
 
-// serve sends retry: and the keep-alive interval, then events, and cleans up when the stream ends.
+// serve sends retry: with the keep-alive interval, then events, and cleans up when the stream ends.
 func (s *stream) serve(ctx context.Context, tokenExpires time.Time) {
 	defer func() {
 		if s.unwatch != nil {
@@ -118,8 +118,7 @@ func (s *stream) serve(ctx context.Context, tokenExpires time.Time) {
 		s.release()
 		s.cfg.Metrics.streams.Dec()
 	}()
-	opening := appendInterval(appendRetry(nil, s.cfg.Retry.Milliseconds()), s.cfg.KeepAlive.Milliseconds())
-	if s.out.send(opening) == nil {
+	if s.out.send(appendOpening(nil, s.cfg.Retry.Milliseconds(), s.cfg.KeepAlive.Milliseconds())) == nil {
 		s.run(ctx, tokenExpires)
 	}
 }

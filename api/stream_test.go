@@ -43,7 +43,7 @@ func TestStreamWire(t *testing.T) {
 		}
 	}
 	r := bufio.NewReader(res.Body)
-	want := "retry: 1000\n\n" + "event: keep-alive\ndata: {\"interval\":15000}\n\n" +
+	want := "retry: 1000\nevent: keep-alive\ndata: {\"interval\":15000}\n\n" +
 		"id: " + ts.id(1) + "\nevent: put\ndata: {\"path\":\"/\",\"data\":{\"offer\":{\"type\":\"offer\"}}}\n\n"
 	expectBytes(t, r, want)
 

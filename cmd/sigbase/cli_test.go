@@ -213,7 +213,7 @@ func TestWatchRawPrintsTheStream(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, nil, "--data", filepath.Join(t.TempDir(), "db"))
 	w := startWatch(t, "--raw", strings.TrimPrefix(s.url, "http://")+"/rooms/r1") // host:port/path will do
-	w.out.waitFor(t, "retry: 1000\n\nevent: keep-alive\ndata: {\"interval\":15000}\n\nid: 0\nevent: put\ndata: {\"path\":\"/\",\"data\":null}\n\n")
+	w.out.waitFor(t, "retry: 1000\nevent: keep-alive\ndata: {\"interval\":15000}\n\nid: 0\nevent: put\ndata: {\"path\":\"/\",\"data\":null}\n\n")
 	request(t, "PATCH", s.url+"/rooms/r1", `{"a":1,"b/c":"x"}`)
 	w.out.waitFor(t, "id: 1\nevent: patch\ndata: {\"path\":\"/\",\"data\":{\"a\":1,\"b/c\":\"x\"}}\n\n")
 }
