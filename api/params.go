@@ -49,6 +49,8 @@ var paramKinds = map[string][]requestKind{
 	"endAt":          {kindRead, kindWatch},
 	"equalTo":        {kindRead, kindWatch},
 	"last_event_id":  {kindWatch},
+	"session":        {kindWatch},
+	"ondisconnect":   {kindWatch},
 }
 
 // refusedParams are Firebase parameters sigbase refuses on purpose.
@@ -77,7 +79,7 @@ func parseParams(r *http.Request, at store.Path, kind requestKind) (params, erro
 		if !hasKind(kinds, kind) {
 			return p, badRequest("query parameter " + strconv.Quote(name) + " does not apply to " + kindNames[kind])
 		}
-		if len(vs) > 1 {
+		if len(vs) > 1 && name != "ondisconnect" {
 			return p, badRequest("query parameter " + strconv.Quote(name) + " given more than once")
 		}
 	}

@@ -39,7 +39,16 @@ func handleRead(st *store.Store, cfg Config, gate *streamGate) echo.HandlerFunc 
 			return err
 		}
 		if stream {
-			return watch(c, st, cfg, gate, at, g, p.query)
+			var d disconnect
+			if d.session, d.actions, d.raw, err = parseDisconnect(st, at.Room, c.Request().URL.Query()); err != nil {
+				return err
+			}
+			if len(d.actions) > 0 && cfg.Auth != nil {
+				if _, err := authorize(c, cfg.Auth, at.Room, PermWrite); err != nil {
+					return &apiError{status: http.StatusForbidden, msg: "ondisconnect needs a write token"}
+				}
+			}
+			return watch(c, st, cfg, gate, at, g, p.query, d)
 		}
 		v, err := st.Get(at)
 		if err != nil {

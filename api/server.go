@@ -30,6 +30,10 @@ type Config struct {
 	Retry        time.Duration // the retry: hint to browsers: 1 s
 	WriteTimeout time.Duration // one stream write may take this long: 10 s
 
+	// DisconnectGrace is how long a session's onDisconnect actions wait
+	// after its last stream ended for a stream to come back: 5 s.
+	DisconnectGrace time.Duration
+
 	MaxStreams        int // open streams in total: 10,000
 	MaxStreamsPerIP   int // open streams per client IP: 1,000
 	MaxStreamsPerRoom int // open streams per room: 1,000
@@ -50,6 +54,7 @@ type Config struct {
 	// streams on taken-over connections that Shutdown waits for.
 	shutdown <-chan struct{}
 	streams  *sync.WaitGroup
+	presence *presence
 }
 
 // DefaultConfig is the defaults: what a zero field of Config means (but
@@ -60,6 +65,7 @@ func DefaultConfig() Config {
 		KeepAlive:         15 * time.Second,
 		Retry:             time.Second,
 		WriteTimeout:      10 * time.Second,
+		DisconnectGrace:   5 * time.Second,
 		MaxStreams:        10000,
 		MaxStreamsPerIP:   1000,
 		MaxStreamsPerRoom: 1000,
@@ -81,6 +87,7 @@ func (c Config) withDefaults() Config {
 	dur(&c.KeepAlive, d.KeepAlive)
 	dur(&c.Retry, d.Retry)
 	dur(&c.WriteTimeout, d.WriteTimeout)
+	dur(&c.DisconnectGrace, d.DisconnectGrace)
 	num := func(n *int, def int) {
 		if *n <= 0 {
 			*n = def
@@ -105,6 +112,7 @@ func (c Config) withDefaults() Config {
 // Shutdown ends them.
 type Server struct {
 	handler  http.Handler
+	presence *presence
 	shutdown chan struct{}
 	closing  sync.Once
 	streams  sync.WaitGroup // streams on connections taken over from net/http
@@ -114,7 +122,9 @@ type Server struct {
 func New(st *store.Store, cfg Config) *Server {
 	s := &Server{shutdown: make(chan struct{})}
 	cfg = cfg.withDefaults()
-	cfg.shutdown, cfg.streams = s.shutdown, &s.streams
+	s.presence = newPresence(st, cfg.DisconnectGrace, cfg.Logger)
+	s.presence.recover()
+	cfg.shutdown, cfg.streams, cfg.presence = s.shutdown, &s.streams, s.presence
 	s.handler = newHandler(st, cfg)
 	return s
 }
@@ -126,7 +136,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 // http.Server.Shutdown does not track, have sent it and closed, or until
 // ctx ends. Call it beside http.Server.Shutdown, which waits for the rest.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.closing.Do(func() { close(s.shutdown) })
+	s.closing.Do(func() {
+		s.presence.stop() // before the streams end: shutting down is no disconnect
+		close(s.shutdown)
+	})
 	drained := make(chan struct{})
 	go func() { s.streams.Wait(); close(drained) }()
 	select {

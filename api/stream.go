@@ -24,7 +24,14 @@ import (
 // goroutine, and this handler's stack under the middleware chain, are
 // released, so an idle watcher costs a few KiB; one poller notices hang-ups
 // (hangups). Over HTTP/2 the handler streams through the ResponseWriter.
-func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at store.Path, g grant, q store.Query) error {
+// disconnect is what a watch registers with onDisconnect; session "" is none.
+type disconnect struct {
+	session string
+	actions []disconnectAction
+	raw     []byte
+}
+
+func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at store.Path, g grant, q store.Query, d disconnect) error {
 	after, resume, malformed := lastEventID(c.Request())
 	var filter *queryFilter
 	if !q.IsZero() {
@@ -42,8 +49,16 @@ func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at sto
 		release()
 		return err
 	}
+	leave := func() {}
+	if d.session != "" {
+		if leave, err = cfg.presence.open(at.Room, d.session, d.actions, d.raw); err != nil {
+			w.Close()
+			release()
+			return err
+		}
+	}
 	cfg.Metrics.streams.Inc()
-	s := &stream{w: w, at: at, cfg: cfg, filter: filter, resumeAsked: resume || malformed, release: release}
+	s := &stream{w: w, at: at, cfg: cfg, filter: filter, resumeAsked: resume || malformed, release: release, leave: leave}
 	h := c.Response().Header()
 	h.Set(echo.HeaderContentType, "text/event-stream")
 	h.Set(echo.HeaderCacheControl, "no-cache")
@@ -102,6 +117,7 @@ type stream struct {
 	out         frameWriter
 	resumeAsked bool            // Last-Event-ID was given: count how the resume went
 	release     func()          // gives the stream's slot back
+	leave       func()          // ends its part in its onDisconnect session
 	gone        <-chan struct{} // closed when the client hung up (taken-over connections)
 	unwatch     func()          // stops watching for that, before the connection closes
 	buf         []byte
@@ -116,6 +132,7 @@ func (s *stream) serve(ctx context.Context, tokenExpires time.Time) {
 		s.out.close()
 		s.w.Close()
 		s.release()
+		s.leave()
 		s.cfg.Metrics.streams.Dec()
 	}()
 	if s.out.send(appendOpening(nil, s.cfg.Retry.Milliseconds(), s.cfg.KeepAlive.Milliseconds())) == nil {

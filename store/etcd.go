@@ -33,11 +33,12 @@ import (
 // changes out through the hub; a watcher resumes from etcd's history until
 // it is compacted, then gets a snapshot.
 type etcdBackend struct {
-	cli    *clientv3.Client
-	prefix string
-	opts   Options
-	hub    *hub
-	log    *slog.Logger
+	memDisconnects // not in etcd yet: a node's sessions are its own
+	cli            *clientv3.Client
+	prefix         string
+	opts           Options
+	hub            *hub
+	log            *slog.Logger
 
 	ctx    context.Context // ends feeds and keepers at close
 	cancel context.CancelFunc

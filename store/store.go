@@ -106,6 +106,10 @@ type backend interface {
 	watched(room string) (stop func(), err error)
 	stats() Stats
 	close() error
+	// saveDisconnect records (nil actions: forgets) a session's disconnect
+	// actions; disconnects lists those recorded (disconnect.go).
+	saveDisconnect(room, session string, actions []byte) error
+	disconnects() ([]DisconnectRecord, error)
 }
 
 // Close ends every watcher with ErrClosed and closes the backend; writes
@@ -171,13 +175,31 @@ type Result struct {
 
 // Put sets the value at a location (null deletes). A room takes an object or null.
 func (s *Store) Put(ctx context.Context, at Path, body []byte, cond Cond) (Result, error) {
+	o, err := s.putOp(at, body, cond)
+	if err != nil {
+		return Result{}, err
+	}
+	return s.submit(ctx, o)
+}
+
+// CheckPut reports whether Put would take body at the location, writing
+// nothing: for writes registered now and made later (onDisconnect).
+func (s *Store) CheckPut(at Path, body []byte) error {
+	if err := at.check(); err != nil {
+		return err
+	}
+	_, err := s.putOp(at, body, Cond{})
+	return err
+}
+
+func (s *Store) putOp(at Path, body []byte, cond Cond) (*op, error) {
 	o := &op{kind: opPut, at: at, cond: cond}
 	if err := s.checkBody(body); err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	var err error
 	if o.serverValues, err = checkDotNames(body); err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	switch at.Depth() {
 	case 0:
@@ -188,9 +210,9 @@ func (s *Store) Put(ctx context.Context, at Path, body []byte, cond Cond) (Resul
 		o.child, err = parseChild(body)
 	}
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	return s.submit(ctx, o)
+	return o, nil
 }
 
 // Delete deletes the value at a location.

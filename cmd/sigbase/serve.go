@@ -72,6 +72,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.IntVar(&c.store.WatchQueue, "watch-queue", so.WatchQueue, "changes queued for one watcher before it is dropped as too slow")
 	fs.Var(&c.corsOrigins, "cors-origins", "allowed CORS origins, comma-separated, or *")
 	fs.DurationVar(&c.api.KeepAlive, "keepalive", ac.KeepAlive, "send keep-alive after this much stream silence")
+	fs.DurationVar(&c.api.DisconnectGrace, "disconnect-grace", ac.DisconnectGrace, "how long a session's onDisconnect writes wait for its stream to come back")
 	fs.IntVar(&c.api.MaxStreams, "max-streams", ac.MaxStreams, "open streams in total (capped by the open-files limit)")
 	fs.IntVar(&c.api.MaxStreamsPerIP, "max-streams-per-ip", ac.MaxStreamsPerIP, "open streams per client IP")
 	fs.IntVar(&c.api.MaxStreamsPerRoom, "max-streams-per-room", ac.MaxStreamsPerRoom, "open streams per room")
@@ -202,7 +203,7 @@ func (c *serveConfig) check(g given) error {
 		d    time.Duration
 	}{
 		{"open-timeout", c.store.OpenTimeout}, {"shutdown-timeout", c.shutdownTimeout},
-		{"room-ttl", c.store.RoomTTL}, {"keepalive", c.api.KeepAlive}, {"turn-ttl", c.api.ICE.TURNTTL},
+		{"room-ttl", c.store.RoomTTL}, {"keepalive", c.api.KeepAlive}, {"disconnect-grace", c.api.DisconnectGrace}, {"turn-ttl", c.api.ICE.TURNTTL},
 	}
 	for _, d := range durations {
 		if d.d <= 0 {
@@ -466,6 +467,7 @@ func (c *serveConfig) summary(addr string, listeners []served) []any {
 		"max_streams_per_room", c.api.MaxStreamsPerRoom,
 		"rate_limit", rate, "rate_burst", burst, "rate_limit_loopback", c.api.Rate.Loopback,
 		"keepalive", c.api.KeepAlive,
+		"disconnect_grace", c.api.DisconnectGrace,
 		"shutdown_timeout", c.shutdownTimeout,
 	)
 }
