@@ -46,7 +46,7 @@ func watchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
 		return fmt.Errorf("watch %s: want an http:// or https:// URL", url)
 	}
-	w := &watcher{url: url, token: *token, raw: *raw, out: stdout, log: stderr, retry: time.Second}
+	w := &watcher{url: url, token: *token, raw: *raw, out: stdout, log: stderr, retry: time.Second, client: streamClient()}
 	return w.run(ctx)
 }
 
@@ -57,6 +57,18 @@ type watcher struct {
 	out, log   io.Writer
 	lastID     string        // sent as Last-Event-ID on every reconnect
 	retry      time.Duration // the server's retry: hint, for a stream that ended cleanly
+	client     *http.Client
+}
+
+// streamClient speaks HTTP/1.1 only. A stream needs nothing of HTTP/2, and
+// Go's HTTP/2 client retries a stream that a proxy resets (nginx's 444
+// while sigbase is down) at once and without end, where a dropped HTTP/1.1
+// connection is an error this watcher backs off from.
+func streamClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ForceAttemptHTTP2 = false
+	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	return &http.Client{Transport: t}
 }
 
 // retryable is a refusal that may pass: 429 or 5xx, with the server's
@@ -123,7 +135,7 @@ func (w *watcher) stream(ctx context.Context) (connected bool, err error) {
 	if w.lastID != "" {
 		req.Header.Set("Last-Event-ID", w.lastID)
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := w.client.Do(req)
 	var badCert *tls.CertificateVerificationError
 	if errors.As(err, &badCert) {
 		return false, &permanent{err} // the same certificate comes back
