@@ -22,6 +22,20 @@ export interface ConnectOptions {
   EventSource?: new (url: string, init?: object) => EventSource;
   /** Reconnect after this many ms without any frame (keep-alives included); 0: never. Default: three keep-alive intervals as the server announces them (45000 until it has). */
   staleAfter?: number;
+  /**
+   * Join as a member: `members/{id}` holds `{name, joinedAt}` (a server
+   * timestamp) while this client is connected, and the server deletes it
+   * (onDisconnect) when the client's stream is gone past the server's grace
+   * period. id: /^[A-Za-z0-9_-]{1,64}$/.
+   */
+  member?: { id: string; name?: string };
+}
+
+/** A room member's entry, `members/{id}`. */
+export interface Member {
+  name: string;
+  /** Server time in ms since the Unix epoch. */
+  joinedAt: number;
 }
 
 /** The server's answer to a failed request: its `{"error"}` message and HTTP status. */
@@ -39,6 +53,13 @@ export class Room {
   readonly state: ConnectionState;
   /** Why the room closed on its own (auth revoked, access refused), or null. */
   readonly error: Error | null;
+  /** This client's member id (ConnectOptions.member), or null. */
+  readonly memberId: string | null;
+
+  /** Calls handler with the members ({} for none) now and on every join or leave; returns the unsubscribe. */
+  members(handler: (members: { [id: string]: Member }) => void): () => void;
+  /** Deletes this client's member entry at once, then closes the room. */
+  leave(): Promise<void>;
 
   /** PUT: sets key (or "key/child") to value; null deletes. Resolves once durable. */
   send(key: string, value: JSONValue): Promise<void>;

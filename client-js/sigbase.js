@@ -9,6 +9,7 @@ const MAX_BACKOFF_MS = 30_000;
 // keep-alives at the server's default 15 s. After that, three of its own.
 const DEFAULT_STALE_MS = 45_000;
 const MIN_STALE_MS = 3_000;
+const SESSION_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** An HTTP error answered by the server: its {"error": "..."} message and status. */
 export class SigbaseError extends Error {
@@ -53,6 +54,9 @@ export class Room {
   #retryTimer = null;
   #staleTimer = null;
   #staleFixed = false; // staleAfter was given: the server's interval does not change it
+  #member = null; // { id, name }: this client's entry in members/, kept by the server's onDisconnect
+  #joining = false;
+  #leaving = false;
   #closed = false;
   #state = 'connecting';
   #error = null;
@@ -61,7 +65,7 @@ export class Room {
   #stateHandlers = new Set();
 
   constructor(baseURL, options) {
-    const { room, token, fetch, EventSource, staleAfter } = options;
+    const { room, token, fetch, EventSource, staleAfter, member } = options;
     this.#base = String(baseURL ?? globalThis.location?.origin ?? '').replace(/\/+$/, '');
     if (!/^https?:\/\//.test(this.#base)) throw new TypeError(`sigbase: base URL must be http(s): ${baseURL}`);
     this.#name = room ?? randomRoomName();
@@ -73,11 +77,36 @@ export class Room {
     this.#token = token;
     this.#staleFixed = staleAfter !== undefined;
     this.#staleAfter = staleAfter ?? DEFAULT_STALE_MS;
+    if (member !== undefined) {
+      if (!SESSION_ID.test(member?.id ?? '')) throw new TypeError(`sigbase: member.id must match ${SESSION_ID.source}`);
+      this.#member = { id: member.id, name: String(member.name ?? member.id) };
+    }
     this.#open();
   }
 
   /** The room's name: share it to let a peer join. */
   get name() { return this.#name; }
+
+  /** This client's member id, or null when it joined without one. */
+  get memberId() { return this.#member?.id ?? null; }
+
+  /**
+   * Calls handler with the room's members ({id: {name, joinedAt}}, {} for
+   * none) now and whenever one joins or leaves. Returns the unsubscribe.
+   */
+  members(handler) {
+    return this.recv('members', (v) => handler(isObject(v) ? v : {}));
+  }
+
+  /** Leaves at once: deletes this member's entry, then closes the room. */
+  async leave() {
+    this.#leaving = true;
+    try {
+      if (this.#member) await this.#request('DELETE', `/rooms/${this.#name}/members/${this.#member.id}`);
+    } finally {
+      this.close();
+    }
+  }
 
   /** connecting, open, reconnecting or closed. */
   get state() { return this.#state; }
@@ -233,6 +262,12 @@ export class Room {
     const token = await this.#currentToken();
     if (token) params.set('auth', token);
     if (this.#lastId !== null) params.set('last_event_id', this.#lastId);
+    if (this.#member) {
+      // The server deletes our entry once this stream is gone for longer
+      // than its grace period; a reconnect in time keeps it.
+      params.set('session', this.#member.id);
+      params.set('ondisconnect', JSON.stringify({ op: 'delete', path: `members/${this.#member.id}` }));
+    }
     const query = params.toString();
     return `${this.#base}/rooms/${this.#name}${query ? `?${query}` : ''}`;
   }
@@ -260,6 +295,18 @@ export class Room {
     if (id !== null) this.#lastId = id;
     if (touched === null) this.#synced = true;
     this.#notify(touched);
+    if (touched === null || touched.has('members')) this.#ensureMember();
+  }
+
+  // #ensureMember writes our entry when the room lacks it: on joining, and
+  // after an outage long enough for the server to have deleted it.
+  #ensureMember() {
+    if (!this.#member || this.#joining || this.#leaving || this.#closed || this.#data.members?.[this.#member.id] !== undefined) return;
+    this.#joining = true;
+    const entry = { name: this.#member.name, joinedAt: { '.sv': 'timestamp' } };
+    this.#request('PUT', `/rooms/${this.#name}/members/${this.#member.id}`, entry)
+      .catch(() => {}) // the next snapshot tries again
+      .finally(() => { this.#joining = false; });
   }
 
   // #applyPut sets the value at a path relative to the room ("/", "/key",
