@@ -147,6 +147,7 @@ type session struct {
 	actions  []disconnectAction
 	streams  int
 	timer    *time.Timer // pending: the actions run when it fires
+	gen      uint64      // counts schedules, so a stopped timer's late firing is ignored
 }
 
 func newPresence(st *store.Store, grace time.Duration, log *slog.Logger) *presence {
@@ -242,18 +243,19 @@ func (p *presence) closed(s *session) {
 	p.schedule(s)
 }
 
-// schedule makes s pending; p.mu is held.
+// schedule makes s pending; p.mu is held. The generation tells the timer
+// that fires whether it is still the session's.
 func (p *presence) schedule(s *session) {
-	var t *time.Timer
-	t = time.AfterFunc(p.grace, func() { p.fire(s, t) })
-	s.timer = t
+	s.gen++
+	gen := s.gen
+	s.timer = time.AfterFunc(p.grace, func() { p.fire(s, gen) })
 }
 
 // fire commits a session's actions, as one PATCH of the room, when its grace period ran out with no
 // stream back.
-func (p *presence) fire(s *session, t *time.Timer) {
+func (p *presence) fire(s *session, gen uint64) {
 	p.mu.Lock()
-	if s.timer != t || s.streams > 0 || p.stopped {
+	if s.gen != gen || s.timer == nil || s.streams > 0 || p.stopped {
 		p.mu.Unlock()
 		return
 	}
