@@ -42,7 +42,7 @@ type wireAction struct {
 
 // parseDisconnect reads a watch's session and actions; session "" means
 // none was given.
-func parseDisconnect(st *store.Store, room string, q map[string][]string) (session string, actions []disconnectAction, raw []byte, err error) {
+func parseDisconnect(st *store.Store, room string, q map[string][]string) (session string, actions []disconnectAction, patch []byte, err error) {
 	sessions, specs := q["session"], q["ondisconnect"]
 	switch {
 	case len(sessions) == 0 && len(specs) == 0:
@@ -54,7 +54,6 @@ func parseDisconnect(st *store.Store, room string, q map[string][]string) (sessi
 	case len(specs) > maxDisconnectActions:
 		return "", nil, nil, badRequest("at most " + strconv.Itoa(maxDisconnectActions) + " ondisconnect actions per stream")
 	}
-	var wire []wireAction
 	for _, spec := range specs {
 		if len(spec) > maxDisconnectBytes {
 			return "", nil, nil, badRequest("ondisconnect action over " + strconv.Itoa(maxDisconnectBytes) + " bytes")
@@ -93,12 +92,11 @@ func parseDisconnect(st *store.Store, room string, q map[string][]string) (sessi
 			}
 		}
 		actions = append(actions, act)
-		wire = append(wire, a)
 	}
 	if len(actions) > 0 {
-		raw, _ = json.Marshal(wire)
+		patch = patchOf(actions)
 	}
-	return sessions[0], actions, raw, nil
+	return sessions[0], actions, patch, nil
 }
 
 // overlaps reports whether one location is the other or below it: such
@@ -144,7 +142,7 @@ type presence struct {
 
 type session struct {
 	room, id string
-	actions  []disconnectAction
+	patch    []byte // the actions as one room PATCH; nil: none
 	streams  int
 	timer    *time.Timer // pending: the actions run when it fires
 	gen      uint64      // counts schedules, so a stopped timer's late firing is ignored
@@ -165,46 +163,19 @@ func (p *presence) recover() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, r := range records {
-		actions, err := decodeActions(r.Room, r.Actions)
-		if err != nil {
-			p.log.Error("dropping unreadable onDisconnect actions", "room", r.Room, "session", r.Session, "err", err)
-			_ = p.st.DropDisconnect(r.Room, r.Session)
-			continue
-		}
-		s := &session{room: r.Room, id: r.Session, actions: actions}
+		s := &session{room: r.Room, id: r.Session, patch: r.Patch}
 		p.sessions[r.Room+"\x00"+r.Session] = s
 		p.schedule(s)
 	}
 }
 
-func decodeActions(room string, raw []byte) ([]disconnectAction, error) {
-	var wire []wireAction
-	if err := json.Unmarshal(raw, &wire); err != nil {
-		return nil, err
-	}
-	out := make([]disconnectAction, 0, len(wire))
-	for _, a := range wire {
-		key, child, _ := strings.Cut(strings.TrimPrefix(a.Path, "/"), "/")
-		at, err := store.NewPath(room, key, child)
-		if err != nil {
-			return nil, err
-		}
-		act := disconnectAction{at: at}
-		if a.Op == "set" {
-			act.value = a.Value
-		}
-		out = append(out, act)
-	}
-	return out, nil
-}
-
 // open registers a stream of a session: it cancels the session's pending
 // actions and records the stream's own (none forgets them), durably,
 // before the stream is served. The returned func ends the stream's part.
-func (p *presence) open(room, id string, actions []disconnectAction, raw []byte) (func(), error) {
+func (p *presence) open(room, id string, patch []byte) (func(), error) {
 	var err error
-	if raw != nil {
-		err = p.st.SaveDisconnect(room, id, raw)
+	if patch != nil {
+		err = p.st.SaveDisconnect(room, id, patch, p.grace)
 	} else {
 		err = p.st.DropDisconnect(room, id)
 	}
@@ -223,7 +194,7 @@ func (p *presence) open(room, id string, actions []disconnectAction, raw []byte)
 		s.timer.Stop()
 		s.timer = nil
 	}
-	s.actions = actions
+	s.patch = patch
 	s.streams++
 	var once sync.Once
 	return func() { once.Do(func() { p.closed(s) }) }, nil
@@ -236,10 +207,13 @@ func (p *presence) closed(s *session) {
 	if s.streams--; s.streams > 0 || p.stopped {
 		return
 	}
-	if len(s.actions) == 0 {
+	if s.patch == nil {
 		delete(p.sessions, s.room+"\x00"+s.id)
 		return
 	}
+	// The record now outlives this server by the grace period at most (on
+	// etcd its lease runs out), so a node that dies still has it applied.
+	p.st.ReleaseDisconnect(s.room, s.id)
 	p.schedule(s)
 }
 
@@ -260,16 +234,22 @@ func (p *presence) fire(s *session, gen uint64) {
 		return
 	}
 	delete(p.sessions, s.room+"\x00"+s.id)
-	actions := s.actions
+	patch := s.patch
 	p.mu.Unlock()
+	// Whoever claims the record applies it: on etcd another node may have
+	// taken the session over, or applied it when our lease ran out.
+	mine, err := p.st.ClaimDisconnect(s.room, s.id)
+	if err != nil || !mine {
+		if err != nil {
+			p.log.Warn("claiming onDisconnect actions", "room", s.room, "session", s.id, "err", err)
+		}
+		return
+	}
 	// One write, one revision: watchers see the leave at once.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := p.st.Patch(ctx, store.Path{Room: s.room}, patchOf(actions), store.Cond{}); err != nil {
+	if _, err := p.st.Patch(ctx, store.Path{Room: s.room}, patch, store.Cond{}); err != nil {
 		p.log.Warn("onDisconnect write failed", "room", s.room, "session", s.id, "err", err)
-	}
-	if err := p.st.DropDisconnect(s.room, s.id); err != nil {
-		p.log.Warn("forgetting onDisconnect actions", "room", s.room, "session", s.id, "err", err)
 	}
 }
 

@@ -40,7 +40,7 @@ func handleRead(st *store.Store, cfg Config, gate *streamGate) echo.HandlerFunc 
 		}
 		if stream {
 			var d disconnect
-			if d.session, d.actions, d.raw, err = parseDisconnect(st, at.Room, c.Request().URL.Query()); err != nil {
+			if d.session, d.actions, d.patch, err = parseDisconnect(st, at.Room, c.Request().URL.Query()); err != nil {
 				return err
 			}
 			if len(d.actions) > 0 && cfg.Auth != nil {

@@ -28,7 +28,7 @@ import (
 type disconnect struct {
 	session string
 	actions []disconnectAction
-	raw     []byte
+	patch   []byte // the actions as one room PATCH
 }
 
 func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at store.Path, g grant, q store.Query, d disconnect) error {
@@ -51,7 +51,7 @@ func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at sto
 	}
 	leave := func() {}
 	if d.session != "" {
-		if leave, err = cfg.presence.open(at.Room, d.session, d.actions, d.raw); err != nil {
+		if leave, err = cfg.presence.open(at.Room, d.session, d.patch); err != nil {
 			w.Close()
 			release()
 			return err

@@ -33,12 +33,12 @@ import (
 // changes out through the hub; a watcher resumes from etcd's history until
 // it is compacted, then gets a snapshot.
 type etcdBackend struct {
-	memDisconnects // not in etcd yet: a node's sessions are its own
-	cli            *clientv3.Client
-	prefix         string
-	opts           Options
-	hub            *hub
-	log            *slog.Logger
+	disc   etcdDisconnects // onDisconnect records under leases (etcddisconnect.go)
+	cli    *clientv3.Client
+	prefix string
+	opts   Options
+	hub    *hub
+	log    *slog.Logger
 
 	ctx    context.Context // ends feeds and keepers at close
 	cancel context.CancelFunc
@@ -115,9 +115,17 @@ func OpenEtcd(eo EtcdOptions, opts Options) (*Store, error) {
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	h.be = e
 	e.countRooms()
-	e.wg.Add(1)
+	st := &Store{opts: opts, hub: h, be: e}
+	e.wg.Add(2)
 	go e.background()
-	return &Store{opts: opts, hub: h, be: e}, nil
+	go e.watchDisconnects(func(room string, patch []byte) {
+		ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
+		defer cancel()
+		if _, err := st.Patch(ctx, Path{Room: room}, patch, Cond{}); err != nil {
+			e.log.Warn("etcd: onDisconnect write failed", "room", room, "err", err)
+		}
+	})
+	return st, nil
 }
 
 func (e *etcdBackend) roomKey(room string) string   { return e.prefix + "rooms/" + room }

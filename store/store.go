@@ -106,9 +106,11 @@ type backend interface {
 	watched(room string) (stop func(), err error)
 	stats() Stats
 	close() error
-	// saveDisconnect records (nil actions: forgets) a session's disconnect
-	// actions; disconnects lists those recorded (disconnect.go).
-	saveDisconnect(room, session string, actions []byte) error
+	// The records of onDisconnect sessions (disconnect.go).
+	saveDisconnect(room, session string, patch []byte, grace time.Duration) error
+	releaseDisconnect(room, session string)
+	claimDisconnect(room, session string) (bool, error)
+	dropDisconnect(room, session string) error
 	disconnects() ([]DisconnectRecord, error)
 }
 

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -799,4 +800,46 @@ func (f *roomFollower) uncovered(revs []uint64) []uint64 {
 		}
 	}
 	return missing
+}
+
+// onDisconnect on etcd: when the node serving a member's stream dies, the
+// record's lease runs out and another node applies it; a member whose
+// stream moves to another node within the grace period keeps its key.
+func TestEtcdOnDisconnectWhenNodeDies(t *testing.T) {
+	t.Parallel()
+	cluster := startEtcdCluster(t, 1)
+	args := []string{"--addr", "127.0.0.1:0", "--store", cluster.store("presence"), "--rate-limit", "0", "--disconnect-grace", "1s"}
+	dying, staying := startProcess(t, args...), startProcess(t, args...)
+	stream := func(node, peer string) string {
+		v := url.Values{"session": {peer}, "ondisconnect": {`{"op":"delete","path":"members/` + peer + `"}`}}
+		return node + "/rooms/r?" + v.Encode()
+	}
+	for _, peer := range []string{"gone", "moved"} {
+		mustWrite(t, "PUT", staying.url+"/rooms/r/members/"+peer, `true`)
+		followStream(t, stream(dying.url, peer))
+	}
+	time.Sleep(3 * time.Second) // past the leases' first keep-alive: alive streams keep their keys
+	for _, peer := range []string{"gone", "moved"} {
+		if _, body := request(t, "GET", staying.url+"/rooms/r/members/"+peer, ""); body != "true" {
+			t.Fatalf("members/%s = %s while its stream is open", peer, body)
+		}
+	}
+	dying.kill()
+	followStream(t, stream(staying.url, "moved")) // the member's client reconnects elsewhere in time
+	died := time.Now()
+	deadline := died.Add(20 * time.Second)
+	for {
+		if _, body := request(t, "GET", staying.url+"/rooms/r/members/gone", ""); body == "null" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the member of the dead node is still there 20 s later")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("members/gone deleted %v after its node died", time.Since(died).Round(100*time.Millisecond))
+	time.Sleep(5 * time.Second) // past every lease of the dead node
+	if _, body := request(t, "GET", staying.url+"/rooms/r/members/moved", ""); body != "true" {
+		t.Fatalf("members/moved = %s; its stream came back on another node in time", body)
+	}
 }
