@@ -99,3 +99,32 @@ func TestReadmeCurlWalkthrough(t *testing.T) {
 		t.Errorf("the stale If-Match write did not answer 412 with the current ETag:\n%s", resume)
 	}
 }
+
+// The README's presence section, run as written: three members, one stream
+// closed, and after the grace period the room has two.
+func TestReadmePresence(t *testing.T) {
+	t.Parallel()
+	for _, tool := range []string{"curl", "bash"} {
+		_, err := exec.LookPath(tool)
+		requireFull(t, err == nil, tool+" to run the README presence section (apt-get install "+tool+")")
+	}
+	s := startServer(t, nil, "--data", filepath.Join(t.TempDir(), "sigbase.db"))
+	var script string
+	for _, b := range readmeBlocks(t) {
+		if b.info == "sh presence" {
+			script = strings.ReplaceAll(b.text, "http://127.0.0.1:8080", s.url)
+		}
+	}
+	if script == "" {
+		t.Fatal("README has no sh presence block")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "bash", "-c", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("the presence section failed: %v\n%s", err, out)
+	}
+	if want := "{\"ann\":true,\"bob\":true,\"cleo\":true}\n{\"bob\":true,\"cleo\":true}\n"; string(out) != want {
+		t.Fatalf("the presence section printed\n%s\nwant\n%s", out, want)
+	}
+}
