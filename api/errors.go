@@ -39,6 +39,7 @@ var statusTable = []struct {
 	{store.ErrTooManyChildren, http.StatusTooManyRequests, 60},
 	{store.ErrRoomTooLarge, http.StatusTooManyRequests, 60},
 	{store.ErrDatabaseFull, http.StatusTooManyRequests, 60},
+	{store.ErrBusy, http.StatusServiceUnavailable, 1},
 	{store.ErrClosed, http.StatusServiceUnavailable, 1},
 	{store.ErrUnavailable, http.StatusServiceUnavailable, 1},
 }

@@ -21,7 +21,8 @@ type boltBackend struct {
 	started time.Time
 	hub     *hub
 
-	ops        chan *op      // to the writer goroutine
+	ops        chan *op      // to the writer goroutine, bounded by Options.WriteQueue
+	queueWait  time.Duration // how long a write waits for room in ops
 	pushIDs    pushIDs       // owned by the writer goroutine
 	closeMu    sync.RWMutex  // guards closed against sends on ops
 	closed     bool          // ops is closed
@@ -61,7 +62,8 @@ func Open(path string, opts Options) (*Store, error) {
 	h := newHub(opts.WatchQueue)
 	s := &boltBackend{
 		db: db, opts: opts, started: time.Now(), hub: h,
-		ops:        make(chan *op, maxGroup),
+		ops:        make(chan *op, opts.WriteQueue),
+		queueWait:  time.Second,
 		writerDone: make(chan struct{}),
 		// A full queue makes the writer wait: publishing is memory-only and
 		// never waits on a watcher.
@@ -154,9 +156,20 @@ func (s *boltBackend) submit(ctx context.Context, o *op) (Result, error) {
 	}
 	select {
 	case s.ops <- o:
-	case <-ctx.Done():
-		s.closeMu.RUnlock()
-		return Result{}, ctx.Err()
+	default:
+		// The queue is full: wait a little for room, then refuse rather
+		// than let waiting writes (and their bodies) pile up.
+		wait := time.NewTimer(s.queueWait)
+		defer wait.Stop()
+		select {
+		case s.ops <- o:
+		case <-wait.C:
+			s.closeMu.RUnlock()
+			return Result{}, ErrBusy
+		case <-ctx.Done():
+			s.closeMu.RUnlock()
+			return Result{}, ctx.Err()
+		}
 	}
 	s.closeMu.RUnlock()
 	<-o.done

@@ -31,6 +31,9 @@ var (
 	// ErrUnavailable: the storage cluster cannot be reached or keeps failing
 	// (etcd backend).
 	ErrUnavailable = errors.New("storage unavailable")
+	// ErrBusy: the writer's queue stayed full (Options.WriteQueue writes
+	// waiting) for longer than a write may wait to join it; retry shortly.
+	ErrBusy = errors.New("too many writes waiting: try again")
 	// ErrClosed: the store is shutting down or closed.
 	ErrClosed = errors.New("store closed")
 	// ErrEvicted: a watcher fell too far behind and was dropped; it should resume

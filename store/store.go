@@ -26,6 +26,10 @@ type Options struct {
 	// WatchQueue bounds the changes queued for one watcher before it is
 	// evicted with ErrEvicted: 1024.
 	WatchQueue int
+	// WriteQueue bounds the writes waiting for the bbolt writer: 1000. A
+	// write that finds it full waits up to a second for room, then fails
+	// with ErrBusy, so a stalled disk cannot make waiting writes pile up.
+	WriteQueue int
 	Logger     *slog.Logger
 	// OnCommit, if set, is called by the writer after each group commit.
 	OnCommit func(ops int, elapsed time.Duration, err error)
@@ -47,6 +51,7 @@ func DefaultOptions() Options {
 		MaxSize:     1 << 30,
 		OpenTimeout: 5 * time.Second,
 		WatchQueue:  1024,
+		WriteQueue:  1000,
 	}
 }
 
@@ -65,6 +70,7 @@ func (o Options) withDefaults() Options {
 	def(&o.Limits.MaxLogBytes, d.Limits.MaxLogBytes)
 	def(&o.MaxSize, d.MaxSize)
 	def(&o.WatchQueue, d.WatchQueue)
+	def(&o.WriteQueue, d.WriteQueue)
 	if o.RoomTTL <= 0 {
 		o.RoomTTL = d.RoomTTL
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // testStore is a Store opened on a real bbolt file, closed by t.Cleanup. It
@@ -1035,5 +1038,48 @@ func TestLogTrimming(t *testing.T) {
 			}
 			checkJSON(t, "last replayed value", evs[len(evs)-1].Data, fmt.Sprintf(`"%030d"`, 19))
 		})
+	}
+}
+
+// A stalled disk (here: another write transaction holding bbolt's lock)
+// fills the writer's bounded queue; writes beyond it fail with ErrBusy after
+// a short wait instead of piling up, and the queued ones commit later.
+func TestFullWriteQueueAnswersBusy(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, Options{WriteQueue: 2})
+	b := s.be.(*boltBackend)
+	b.queueWait = 100 * time.Millisecond
+	held, release := make(chan struct{}), make(chan struct{})
+	go b.db.Update(func(*bolt.Tx) error { close(held); <-release; return nil })
+	<-held
+	const writers = 8
+	errs := make(chan error, writers)
+	for i := range writers {
+		go func() {
+			_, err := s.Put(context.Background(), Path{Room: "r", Key: fmt.Sprintf("k%d", i)}, []byte("1"), Cond{})
+			errs <- err
+		}()
+	}
+	busy := 0
+	deadline := time.After(5 * time.Second)
+	for busy < writers-3 { // at most one group in the writer's hands and two queued
+		select {
+		case err := <-errs:
+			if !errors.Is(err, ErrBusy) {
+				t.Fatalf("a write while the writer is stalled: %v, want ErrBusy", err)
+			}
+			busy++
+		case <-deadline:
+			t.Fatalf("%d writes failed with ErrBusy in 5 s, want at least %d", busy, writers-3)
+		}
+	}
+	close(release)
+	for range writers - busy {
+		if err := <-errs; err != nil {
+			t.Fatalf("a queued write after the stall: %v", err)
+		}
+	}
+	if got := s.Stats().Revision; got != uint64(writers-busy) {
+		t.Fatalf("revision %d after %d committed writes", got, writers-busy)
 	}
 }
