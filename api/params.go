@@ -67,6 +67,9 @@ var timeoutParam = regexp.MustCompile(`^([0-9]+)(ms|s|min)$`)
 
 func parseParams(r *http.Request, at store.Path, kind requestKind) (params, error) {
 	var p params
+	if r.URL.RawQuery == "" {
+		return p, nil // most requests: no map to build
+	}
 	values := r.URL.Query()
 	for name, vs := range values {
 		if why, ok := refusedParams[name]; ok {
