@@ -17,9 +17,9 @@ type streamGate struct {
 	rooms map[string]int
 }
 
-func newStreamGate(cfg Config) *streamGate {
+func newStreamGate(max, perIP, perRoom int) *streamGate {
 	return &streamGate{
-		max: cfg.MaxStreams, perIP: cfg.MaxStreamsPerIP, perRoom: cfg.MaxStreamsPerRoom,
+		max: max, perIP: perIP, perRoom: perRoom,
 		ips: make(map[string]int), rooms: make(map[string]int),
 	}
 }

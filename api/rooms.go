@@ -15,7 +15,7 @@ import (
 )
 
 // handleRead answers GET of a location, or starts a watch.
-func handleRead(st *store.Store, cfg Config, gate *streamGate) echo.HandlerFunc {
+func handleRead(st *store.Store, auth *Auth, ws *watches) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		at, err := location(c)
 		if err != nil {
@@ -34,7 +34,7 @@ func handleRead(st *store.Store, cfg Config, gate *streamGate) echo.HandlerFunc 
 		if err != nil {
 			return err
 		}
-		g, err := authorize(c, cfg.Auth, at.Room, PermRead)
+		g, err := authorize(c, auth, at.Room, PermRead)
 		if err != nil {
 			return err
 		}
@@ -43,12 +43,12 @@ func handleRead(st *store.Store, cfg Config, gate *streamGate) echo.HandlerFunc 
 			if d.session, d.actions, d.patch, err = parseDisconnect(st, at.Room, c.Request().URL.Query()); err != nil {
 				return err
 			}
-			if len(d.actions) > 0 && cfg.Auth != nil {
-				if _, err := authorize(c, cfg.Auth, at.Room, PermWrite); err != nil {
+			if len(d.actions) > 0 && auth != nil {
+				if _, err := authorize(c, auth, at.Room, PermWrite); err != nil {
 					return &apiError{status: http.StatusForbidden, msg: "ondisconnect needs a write token"}
 				}
 			}
-			return watch(c, st, cfg, gate, at, g, p.query, d)
+			return watch(c, st, ws, at, g, p.query, d)
 		}
 		v, err := st.Get(at)
 		if err != nil {
@@ -69,28 +69,32 @@ func handleRead(st *store.Store, cfg Config, gate *streamGate) echo.HandlerFunc 
 	}
 }
 
-func handlePut(st *store.Store, cfg Config) echo.HandlerFunc {
-	return writeHandler(st, cfg, "put", func(c echo.Context, at store.Path, body []byte, cond store.Cond) (store.Result, error) {
+func handlePut(wr writes) echo.HandlerFunc {
+	st := wr.st
+	return writeHandler(wr, "put", func(c echo.Context, at store.Path, body []byte, cond store.Cond) (store.Result, error) {
 		return st.Put(c.Request().Context(), at, body, cond)
 	})
 }
 
-func handleDelete(st *store.Store, cfg Config) echo.HandlerFunc {
-	return writeHandler(st, cfg, "delete", func(c echo.Context, at store.Path, _ []byte, cond store.Cond) (store.Result, error) {
+func handleDelete(wr writes) echo.HandlerFunc {
+	st := wr.st
+	return writeHandler(wr, "delete", func(c echo.Context, at store.Path, _ []byte, cond store.Cond) (store.Result, error) {
 		return st.Delete(c.Request().Context(), at, cond)
 	})
 }
 
-func handlePush(st *store.Store, cfg Config) echo.HandlerFunc {
-	return writeHandler(st, cfg, "push", func(c echo.Context, at store.Path, body []byte, cond store.Cond) (store.Result, error) {
+func handlePush(wr writes) echo.HandlerFunc {
+	st := wr.st
+	return writeHandler(wr, "push", func(c echo.Context, at store.Path, body []byte, cond store.Cond) (store.Result, error) {
 		res, err := st.Push(c.Request().Context(), at, body, cond)
 		res.Value, _ = json.Marshal(map[string]string{"name": res.Name})
 		return res, err
 	})
 }
 
-func handlePatch(st *store.Store, cfg Config) echo.HandlerFunc {
-	return writeHandler(st, cfg, "patch", func(c echo.Context, at store.Path, body []byte, cond store.Cond) (store.Result, error) {
+func handlePatch(wr writes) echo.HandlerFunc {
+	st := wr.st
+	return writeHandler(wr, "patch", func(c echo.Context, at store.Path, body []byte, cond store.Cond) (store.Result, error) {
 		return st.Patch(c.Request().Context(), at, body, cond)
 	})
 }
@@ -99,7 +103,14 @@ type writeFunc func(c echo.Context, at store.Path, body []byte, cond store.Cond)
 
 // writeHandler does what every write shares: location, If-Match, the body
 // under its limit, metrics, and the response (ETag; print=silent).
-func writeHandler(st *store.Store, cfg Config, op string, write writeFunc) echo.HandlerFunc {
+// writes is what the write handlers use.
+type writes struct {
+	st      *store.Store
+	auth    *Auth
+	metrics *Metrics
+}
+
+func writeHandler(wr writes, op string, write writeFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		at, err := location(c)
 		if err != nil {
@@ -111,20 +122,20 @@ func writeHandler(st *store.Store, cfg Config, op string, write writeFunc) echo.
 		if _, sent := c.Request().Header["If-None-Match"]; sent {
 			return badRequest("If-None-Match applies to reads only; a conditional write takes If-Match")
 		}
-		if _, err := authorize(c, cfg.Auth, at.Room, PermWrite); err != nil {
+		if _, err := authorize(c, wr.auth, at.Room, PermWrite); err != nil {
 			return err
 		}
 		cond, err := ifMatchHeader(c.Request().Header)
 		if err != nil {
 			return err
 		}
-		body, err := readBody(c, st)
+		body, err := readBody(c, wr.st)
 		if err != nil {
 			return err
 		}
 		start := time.Now()
 		res, err := write(c, at, body, cond)
-		cfg.Metrics.observeWrite(op, err, time.Since(start))
+		wr.metrics.observeWrite(op, err, time.Since(start))
 		if err != nil {
 			return err
 		}

@@ -17,19 +17,24 @@ const (
 // Accept: text/event-stream is a watch. Methods a location lacks answer 405
 // with Allow; deeper paths 400; /rooms itself 403.
 func routes(e *echo.Echo, st *store.Store, cfg Config) {
-	gate := newStreamGate(cfg)
-	e.GET(roomPath, handleRead(st, cfg, gate))
-	e.GET(keyPath, handleRead(st, cfg, gate))
-	e.GET(childPath, handleRead(st, cfg, gate))
-	e.PUT(roomPath, handlePut(st, cfg))
-	e.PUT(keyPath, handlePut(st, cfg))
-	e.PUT(childPath, handlePut(st, cfg))
-	e.POST(keyPath, handlePush(st, cfg))
-	e.PATCH(roomPath, handlePatch(st, cfg))
-	e.PATCH(keyPath, handlePatch(st, cfg))
-	e.DELETE(roomPath, handleDelete(st, cfg))
-	e.DELETE(keyPath, handleDelete(st, cfg))
-	e.DELETE(childPath, handleDelete(st, cfg))
+	ws := &watches{
+		gate:     newStreamGate(cfg.MaxStreams, cfg.MaxStreamsPerIP, cfg.MaxStreamsPerRoom),
+		presence: cfg.presence, keepAlive: cfg.KeepAlive, retry: cfg.Retry, writeTimeout: cfg.WriteTimeout,
+		metrics: cfg.Metrics, log: cfg.Logger, shutdown: cfg.shutdown, running: cfg.streams,
+	}
+	wr := writes{st: st, auth: cfg.Auth, metrics: cfg.Metrics}
+	e.GET(roomPath, handleRead(st, cfg.Auth, ws))
+	e.GET(keyPath, handleRead(st, cfg.Auth, ws))
+	e.GET(childPath, handleRead(st, cfg.Auth, ws))
+	e.PUT(roomPath, handlePut(wr))
+	e.PUT(keyPath, handlePut(wr))
+	e.PUT(childPath, handlePut(wr))
+	e.POST(keyPath, handlePush(wr))
+	e.PATCH(roomPath, handlePatch(wr))
+	e.PATCH(keyPath, handlePatch(wr))
+	e.DELETE(roomPath, handleDelete(wr))
+	e.DELETE(keyPath, handleDelete(wr))
+	e.DELETE(childPath, handleDelete(wr))
 	e.Any(childPath+"/*", handleTooDeep())
 	e.Any("/rooms", handleRoomsRoot())
 	e.GET("/healthz", handleHealth())

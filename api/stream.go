@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -31,7 +33,19 @@ type disconnect struct {
 	patch   []byte // the actions as one room PATCH
 }
 
-func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at store.Path, g grant, q store.Query, d disconnect) error {
+// watches is what a watch uses: the stream limits and onDisconnect
+// sessions, the stream settings, metrics and log, and the server's shutdown.
+type watches struct {
+	gate                           *streamGate
+	presence                       *presence
+	keepAlive, retry, writeTimeout time.Duration
+	metrics                        *Metrics
+	log                            *slog.Logger
+	shutdown                       <-chan struct{}
+	running                        *sync.WaitGroup // streams on taken-over connections
+}
+
+func watch(c echo.Context, st *store.Store, ws *watches, at store.Path, g grant, q store.Query, d disconnect) error {
 	after, resume, malformed := lastEventID(c.Request())
 	var filter *queryFilter
 	if !q.IsZero() {
@@ -40,7 +54,7 @@ func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at sto
 		after, resume, malformed = 0, false, false
 		filter = newQueryFilter(q)
 	}
-	release, err := gate.acquire(at.Room, clientKey(c.RealIP()))
+	release, err := ws.gate.acquire(at.Room, clientKey(c.RealIP()))
 	if err != nil {
 		return err
 	}
@@ -51,25 +65,25 @@ func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at sto
 	}
 	leave := func() {}
 	if d.session != "" {
-		if leave, err = cfg.presence.open(at.Room, d.session, d.patch); err != nil {
+		if leave, err = ws.presence.open(at.Room, d.session, d.patch); err != nil {
 			w.Close()
 			release()
 			return err
 		}
 	}
-	cfg.Metrics.streams.Inc()
-	s := &stream{w: w, at: at, cfg: cfg, filter: filter, resumeAsked: resume || malformed, release: release, leave: leave}
+	ws.metrics.streams.Inc()
+	s := &stream{w: w, at: at, ws: ws, filter: filter, resumeAsked: resume || malformed, release: release, leave: leave}
 	h := c.Response().Header()
 	h.Set(echo.HeaderContentType, "text/event-stream")
 	h.Set(echo.HeaderCacheControl, "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	if c.Request().ProtoMajor == 1 {
 		if conn, err := hijack(c); err == nil {
-			s.out = &connWriter{conn: conn, timeout: cfg.WriteTimeout}
-			s.gone, s.unwatch = gate.hangups.watch(conn)
-			cfg.streams.Add(1)
+			s.out = &connWriter{conn: conn, timeout: ws.writeTimeout}
+			s.gone, s.unwatch = ws.gate.hangups.watch(conn)
+			ws.running.Add(1)
 			go func() {
-				defer cfg.streams.Done()
+				defer ws.running.Done()
 				s.serve(context.Background(), g.expires)
 			}()
 			return nil
@@ -77,7 +91,7 @@ func watch(c echo.Context, st *store.Store, cfg Config, gate *streamGate, at sto
 	}
 	res := c.Response()
 	res.WriteHeader(http.StatusOK)
-	s.out = &flushWriter{w: res, rc: http.NewResponseController(res), timeout: cfg.WriteTimeout}
+	s.out = &flushWriter{w: res, rc: http.NewResponseController(res), timeout: ws.writeTimeout}
 	s.serve(c.Request().Context(), g.expires)
 	return nil
 }
@@ -112,7 +126,7 @@ func hijack(c echo.Context) (net.Conn, error) {
 type stream struct {
 	w           *store.Watcher
 	at          store.Path
-	cfg         Config
+	ws          *watches
 	filter      *queryFilter // a filtered watch's query; nil for a plain one
 	out         frameWriter
 	resumeAsked bool            // Last-Event-ID was given: count how the resume went
@@ -133,9 +147,9 @@ func (s *stream) serve(ctx context.Context, tokenExpires time.Time) {
 		s.w.Close()
 		s.release()
 		s.leave()
-		s.cfg.Metrics.streams.Dec()
+		s.ws.metrics.streams.Dec()
 	}()
-	if s.out.send(appendOpening(nil, s.cfg.Retry.Milliseconds(), s.cfg.KeepAlive.Milliseconds())) == nil {
+	if s.out.send(appendOpening(nil, s.ws.retry.Milliseconds(), s.ws.keepAlive.Milliseconds())) == nil {
 		s.run(ctx, tokenExpires)
 	}
 }
@@ -143,7 +157,7 @@ func (s *stream) serve(ctx context.Context, tokenExpires time.Time) {
 // run writes events until something ends the stream. Every frame restarts
 // the keep-alive timer.
 func (s *stream) run(ctx context.Context, tokenExpires time.Time) {
-	keepAlive := time.NewTimer(s.cfg.KeepAlive)
+	keepAlive := time.NewTimer(s.ws.keepAlive)
 	defer keepAlive.Stop()
 	var expired <-chan time.Time // the token's end, when auth is on
 	if !tokenExpires.IsZero() {
@@ -164,7 +178,7 @@ func (s *stream) run(ctx context.Context, tokenExpires time.Time) {
 		case <-expired:
 			s.end(appendControl(nil, "auth_revoked", "token expired"))
 			return
-		case <-s.cfg.shutdown:
+		case <-s.ws.shutdown:
 			s.end(appendControl(nil, "cancel", "server shutting down"))
 			return
 		case <-ctx.Done():
@@ -172,7 +186,7 @@ func (s *stream) run(ctx context.Context, tokenExpires time.Time) {
 		case <-s.gone:
 			return
 		}
-		keepAlive.Reset(s.cfg.KeepAlive)
+		keepAlive.Reset(s.ws.keepAlive)
 	}
 }
 
@@ -189,19 +203,19 @@ func (s *stream) end(frame []byte) {
 func (s *stream) deliver() bool {
 	events, err := s.w.Next()
 	if s.resumeAsked && err == nil {
-		s.cfg.Metrics.observeResume(s.w.Replayed())
+		s.ws.metrics.observeResume(s.w.Replayed())
 		s.resumeAsked = false
 	}
 	switch {
 	case errors.Is(err, store.ErrEvicted):
-		s.cfg.Metrics.evictions.Inc()
+		s.ws.metrics.evictions.Inc()
 		s.end(appendControl(nil, "cancel", "too slow to keep up: reconnect with Last-Event-ID to resume"))
 		return false
 	case errors.Is(err, store.ErrClosed):
 		s.end(appendControl(nil, "cancel", "server shutting down"))
 		return false
 	case err != nil:
-		s.cfg.Logger.Error("watch failed", "location", s.at.String(), "err", err)
+		s.ws.log.Error("watch failed", "location", s.at.String(), "err", err)
 		s.end(appendControl(nil, "cancel", "server error"))
 		return false
 	case len(events) == 0:
@@ -219,7 +233,7 @@ func (s *stream) deliver() bool {
 	if s.out.send(s.buf) != nil {
 		return false
 	}
-	s.cfg.Metrics.events.Add(float64(len(events)))
+	s.ws.metrics.events.Add(float64(len(events)))
 	return true
 }
 
