@@ -207,14 +207,24 @@ wait:
 			t.Fatalf("round %d: child not ready after 30s: %s", round, stderr.String())
 		}
 	}
-	kill := time.After(d)
+	// The kill comes d after the first acknowledgement, so that a slow
+	// start (the race detector, a loaded machine) still kills under load.
+	var kill <-chan time.Time
+	noAck := time.After(30 * time.Second)
 loop:
 	for {
 		select {
 		case line := <-lines:
 			parse(line)
+			if kill == nil && strings.HasPrefix(line, "ACK") {
+				kill = time.After(d)
+			}
 		case <-kill:
 			break loop
+		case <-noAck:
+			if kill == nil {
+				break loop // the caller reports the round without acknowledgements
+			}
 		}
 	}
 	if err := cmd.Process.Kill(); err != nil { // SIGKILL

@@ -15,7 +15,7 @@ type memRoom struct {
 	meta    roomMeta // keys and bytes; the rest is the bbolt backend's
 	lease   int64    // the room's etcd lease: its TTL
 	keys    []namedKey
-	touched map[string]bool // keys written through recordSink since made
+	touched map[string]bool // keys written by commitPlans since made
 }
 
 const memRoomVersion = 1
@@ -79,7 +79,7 @@ func (m *memRoom) find(key string) (int, bool) {
 	return slices.BinarySearchFunc(m.keys, key, func(k namedKey, name string) int { return strings.Compare(k.name, name) })
 }
 
-// clone copies the key list deeply enough for the recordSink methods,
+// clone copies the key list deeply enough for commitPlans,
 // which insert into and delete from children in place.
 func (m *memRoom) clone() *memRoom {
 	c := *m

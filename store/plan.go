@@ -16,14 +16,6 @@ type roomReader interface {
 	readRoom(room string) ([]namedKey, error)
 }
 
-// recordSink takes the record changes of a write.
-type recordSink interface {
-	putKey(room, key string, rev uint64, v keyValue) error
-	deleteKey(room, key string) error
-	putChild(room, key, child string, rev uint64, data []byte) error
-	deleteChild(room, key, child string) error
-}
-
 // prepare plans a write against r and checks its quotas; meta gets the
 // room's key count and size after it. Push ids must be assigned before. It
 // returns the write with its server values resolved, for commitPlans.
@@ -39,10 +31,11 @@ func prepare(o *op, r roomReader, lim Limits, meta *roomMeta) ([]keyPlan, *op, e
 	return plans, o, checkQuotas(lim, o.at.Room, meta, plans)
 }
 
-// commitPlans writes the plans into sink with revision rev and returns the
+// commitPlans writes the plans into sink (the touched keys of the room,
+// which each backend then stores its way) with revision rev and returns the
 // change they make and the caller's result. keysAfter is the room's key
 // count after the write.
-func commitPlans(sink recordSink, o *op, plans []keyPlan, rev uint64, roomExisted bool, keysAfter uint32) (*change, Result, error) {
+func commitPlans(sink *memRoom, o *op, plans []keyPlan, rev uint64, roomExisted bool, keysAfter uint32) (*change, Result, error) {
 	c := &change{rev: rev, at: o.at, patch: o.kind == opPatch}
 	for _, p := range plans {
 		if err := writeKey(sink, o.at.Room, p, rev, o, c); err != nil {
@@ -225,7 +218,7 @@ func checkQuotas(lim Limits, room string, meta *roomMeta, plans []keyPlan) error
 
 // writeKey writes one planned key into sink and notes in c which locations
 // below the written one changed. Records that change get revision rev.
-func writeKey(sink recordSink, room string, p keyPlan, rev uint64, o *op, c *change) error {
+func writeKey(sink *memRoom, room string, p keyPlan, rev uint64, o *op, c *change) error {
 	old, nu := p.old.value, p.new
 	noteBelow := func(name string, depth int) {
 		if o.at.Depth() < depth {

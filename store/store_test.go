@@ -1050,36 +1050,53 @@ func TestFullWriteQueueAnswersBusy(t *testing.T) {
 	b := s.be.(*boltBackend)
 	b.queueWait = 100 * time.Millisecond
 	held, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	unstall := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(unstall) // before the store's Close, which would wait on the stall
 	go b.db.Update(func(*bolt.Tx) error { close(held); <-release; return nil })
 	<-held
-	const writers = 8
-	errs := make(chan error, writers)
-	for i := range writers {
+	errs := make(chan error, 16)
+	put := func(i int) {
 		go func() {
 			_, err := s.Put(context.Background(), Path{Room: "r", Key: fmt.Sprintf("k%d", i)}, []byte("1"), Cond{})
 			errs <- err
 		}()
 	}
-	busy := 0
-	deadline := time.After(5 * time.Second)
-	for busy < writers-3 { // at most one group in the writer's hands and two queued
+	waitQueued := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); len(b.ops) != n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d writes queued, want %d", len(b.ops), n)
+			}
+		}
+	}
+	put(0)
+	waitQueued(0)                     // the writer took it, and waits on bbolt's lock
+	time.Sleep(20 * time.Millisecond) // (from its gathering into the commit)
+	put(1)
+	put(2)
+	waitQueued(2) // the queue is full
+	const refused = 4
+	for i := range refused {
+		put(3 + i)
+	}
+	for range refused {
 		select {
 		case err := <-errs:
 			if !errors.Is(err, ErrBusy) {
-				t.Fatalf("a write while the writer is stalled: %v, want ErrBusy", err)
+				t.Fatalf("a write beyond the full queue: %v, want ErrBusy", err)
 			}
-			busy++
-		case <-deadline:
-			t.Fatalf("%d writes failed with ErrBusy in 5 s, want at least %d", busy, writers-3)
+		case <-time.After(5 * time.Second):
+			t.Fatal("a write beyond the full queue waited more than 5 s")
 		}
 	}
-	close(release)
-	for range writers - busy {
+	unstall()
+	for range 3 {
 		if err := <-errs; err != nil {
 			t.Fatalf("a queued write after the stall: %v", err)
 		}
 	}
-	if got := s.Stats().Revision; got != uint64(writers-busy) {
-		t.Fatalf("revision %d after %d committed writes", got, writers-busy)
+	if got := s.Stats().Revision; got != 3 {
+		t.Fatalf("revision %d after 3 committed writes", got)
 	}
 }
