@@ -1,0 +1,122 @@
+// Group calls with mesh.js in Chromium against the real server (run with
+// --disconnect-grace 1s): every pair connects (data channel, video), chat
+// reaches everyone, a 7th joiner hears "room full", a closed page leaves
+// within the grace period plus a second, simultaneous joiners connect.
+// Prints the time from page load to all pairs connected for 2, 4, 6 peers.
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+
+import { serverFor } from '../lib/server.js';
+import { waitFor } from '../lib/wait.js';
+import { assertLoopbackOnly, launch, noPageErrors } from './browser.js';
+import { allConnected, framesDecoded, meshPage, meshState } from './mesh-browser.js';
+
+before(assertLoopbackOnly);
+
+const GRACE = ['--disconnect-grace', '1s'];
+
+async function roomValue(url, room, key) {
+  return (await fetch(`${url}/rooms/${room}/${key}`)).json();
+}
+
+// Opens n pages at once in room and waits until every pair is connected;
+// returns the pages and the slowest page's ms from its load to that.
+async function group(browser, url, room, n, prefix = 'p') {
+  const ids = Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+  const pages = await Promise.all(ids.map((id) => meshPage(browser, url, room, id)));
+  const times = await Promise.all(pages.map((p) => allConnected(p, n)));
+  return { ids, pages, ms: Math.round(Math.max(...times)) };
+}
+
+async function expectVideoFromAll(page, n) {
+  const frames = await waitFor(async () => {
+    const f = await framesDecoded(page);
+    return Object.keys(f).length === n - 1 && Object.values(f).every((x) => x > 0) && f;
+  }, 'video frames decoded from every peer', 20_000);
+  return frames;
+}
+
+describe('a group call through mesh.js', () => {
+  it('connects 4 members pairwise: open channels, video from each, chat reaches all; a closed page leaves in time', async (t) => {
+    const browser = await launch(t);
+    const srv = await serverFor(t, GRACE);
+    const { ids, pages, ms } = await group(browser, srv.url, 'mesh4', 4);
+    console.log(`TIMING mesh 4 peers: page load -> all pairs connected ${ms} ms`);
+    for (const page of pages) await expectVideoFromAll(page, 4);
+
+    await pages[0].evaluate(() => window.meshTest.call.send('hello from p0'));
+    for (const page of pages.slice(1)) {
+      await page.waitForFunction(() => window.meshTest.messages.some((m) => m.from === 'p0' && m.text === 'hello from p0'), null, { timeout: 5000 });
+    }
+    assert.deepEqual((await meshState(pages[0])).messages, [], 'send does not echo to the sender');
+
+    // p3 closes its page: its stream goes, the server deletes members/p3
+    // after the 1 s grace, and the others drop the pair.
+    const started = Date.now();
+    await pages[3].close();
+    const closed = Date.now();
+    const rest = pages.slice(0, 3);
+    // onPeerLeft's time on each page, on the same clock as ours.
+    const leftAt = await Promise.all(rest.map(async (p) => {
+      await p.waitForFunction(() => window.meshTest.left.some((l) => l.id === 'p3'), null, { polling: 20, timeout: 5000 });
+      return p.evaluate(() => performance.timeOrigin + window.meshTest.left.find((l) => l.id === 'p3').at);
+    }));
+    const last = Math.max(...leftAt);
+    console.log(`TIMING mesh leave (grace 1 s): page.close() took ${closed - started} ms; closed -> onPeerLeft on all others ${Math.round(last - closed)} ms`);
+    assert.ok(last - closed <= 2000, `left ${Math.round(last - closed)} ms after the page closed: more than grace + 1 s`);
+    assert.equal(await roomValue(srv.url, 'mesh4', 'members/p3'), null, 'members/p3 deleted');
+    for (const [i, page] of rest.entries()) {
+      const s = await meshState(page);
+      assert.deepEqual(s.peers, ids.slice(0, 3).filter((id) => id !== ids[i]), 'p3 dropped, the others kept');
+      assert.deepEqual(s.errors, []);
+    }
+    // The three still talk.
+    await rest[1].evaluate(() => window.meshTest.call.send('still here'));
+    for (const page of [rest[0], rest[2]]) {
+      await page.waitForFunction(() => window.meshTest.messages.some((m) => m.text === 'still here'), null, { timeout: 5000 });
+    }
+    noPageErrors(...rest);
+  });
+
+  it('measures 2 and 6 members; a 7th joiner gets "room full"', async (t) => {
+    const browser = await launch(t);
+    const srv = await serverFor(t, GRACE);
+    const two = await group(browser, srv.url, 'mesh2', 2, 'a');
+    console.log(`TIMING mesh 2 peers: page load -> all pairs connected ${two.ms} ms`);
+    await expectVideoFromAll(two.pages[0], 2);
+    await Promise.all(two.pages.map((p) => p.context().close()));
+
+    const six = await group(browser, srv.url, 'mesh6', 6, 'b');
+    console.log(`TIMING mesh 6 peers: page load -> all pairs connected ${six.ms} ms`);
+    await expectVideoFromAll(six.pages[5], 6);
+
+    const seventh = await meshPage(browser, srv.url, 'mesh6', 'b6');
+    const s7 = await meshState(seventh);
+    assert.match(s7.error ?? '', /room full/);
+    await waitFor(async () => (await roomValue(srv.url, 'mesh6', 'members/b6')) === null, 'the 7th left the members', 5000);
+    for (const page of six.pages) {
+      const s = await meshState(page);
+      assert.equal(s.peers.length, 5, 'still 5 peers each');
+      assert.ok(!s.peers.includes('b6'));
+    }
+    noPageErrors(...six.pages, seventh);
+  });
+
+  it('connects two members who join at the same moment (both offer)', async (t) => {
+    const browser = await launch(t);
+    const srv = await serverFor(t, GRACE);
+    const pages = await Promise.all(['x0', 'x1'].map((id) => meshPage(browser, srv.url, 'glare', id, { join: false })));
+    // Both are members before either joins: each sees the other at once and
+    // offers before the other's offer can arrive.
+    await waitFor(async () => Object.keys((await roomValue(srv.url, 'glare', 'members')) ?? {}).length === 2, 'both members', 10_000);
+    await Promise.all(pages.map((p) => p.join()));
+    await Promise.all(pages.map((p) => allConnected(p, 2, 30_000)));
+    const states = await Promise.all(pages.map(meshState));
+    const stats = states.map((s) => Object.values(s.stats)[0]);
+    console.log(`simultaneous join: ${JSON.stringify(stats)}`);
+    assert.ok(stats.every((s) => s.offersSent >= 1), 'both sides offered');
+    await pages[1].evaluate(() => window.meshTest.call.send('glare ok'));
+    await pages[0].waitForFunction(() => window.meshTest.messages.some((m) => m.text === 'glare ok'), null, { timeout: 5000 });
+    noPageErrors(...pages);
+  });
+});
