@@ -150,10 +150,11 @@ export class MeshCall {
   async leave() {
     if (this.#left) return;
     this.#stop();
-    try {
-      await this.room.remove(`inbox-${this.id}`);
-    } catch { /* the room may be closed already */ }
-    await this.room.leave().catch(() => {});
+    // Both requests go out at once (a page being closed may not wait for a
+    // second one); leave() closes the room once its DELETE is answered.
+    const inbox = this.room.remove(`inbox-${this.id}`);
+    const member = this.room.leave();
+    await Promise.allSettled([inbox, member]);
   }
 
   #stop() {
