@@ -16,12 +16,21 @@
 //
 // Negotiation is the W3C "perfect negotiation" pattern: both sides may
 // offer; on a collision the polite side (the smaller id) rolls back and
-// answers, the impolite one ignores the other's offer. A pair whose
-// connection fails restarts ICE. A data channel per pair (negotiated, id 0)
+// answers, the impolite one ignores the other's offer. The first offer of
+// a pair is the impolite side's: the polite one offers only when none came
+// within 2 s. A pair whose connection fails, or that is not connected
+// within 10 s, restarts ICE. A data channel per pair (negotiated, id 0)
 // carries call.send(text).
 
 const DEFAULT_MAX_PEERS = 6;
 const JOIN_TIMEOUT_MS = 15_000;
+// The polite side of a new pair leaves the first offer to the other side for
+// this long: Chromium's gathering can stall for good on a side that rolled
+// back an offer it was still gathering for (a pair stuck in 'new').
+const FIRST_OFFER_DELAY_MS = 2_000;
+// A pair not connected for this long restarts ICE (from its impolite side,
+// so that the two restarts do not collide); 'failed' restarts at once.
+const CONNECT_TIMEOUT_MS = 10_000;
 
 /**
  * Joins the group call in room (a sigbase Room connected with a member) and
@@ -207,7 +216,7 @@ class Peer {
   /** The peer's session: learned from its first message. */
   remoteSid = null;
   /** Counters, for tests and the curious. */
-  stats = { offersSent: 0, offersReceived: 0, collisions: 0, iceRestarts: 0 };
+  stats = { offersSent: 0, offersReceived: 0, collisions: 0, iceRestarts: 0, candidatesSent: 0, candidatesAdded: 0, candidatesDropped: 0 };
   polite;
   #call;
   #opts;
@@ -215,6 +224,8 @@ class Peer {
   #ignoreOffer = false;
   #queue = Promise.resolve();
   #closed = false;
+  #timers = [];
+  #firstOfferDue = false;
 
   constructor(call, id, name, options) {
     this.#call = call;
@@ -230,9 +241,20 @@ class Peer {
     const pc = new RTCPeerConnection(this.#opts.config);
     this.pc = pc;
     const mine = (fn) => (ev) => { if (this.pc === pc && !this.#closed) fn(ev); };
-    pc.addEventListener('negotiationneeded', mine(() => this.#negotiate(pc)));
+    pc.addEventListener('negotiationneeded', mine(() => {
+      if (this.polite && !pc.remoteDescription && !this.#firstOfferDue) return; // see FIRST_OFFER_DELAY_MS
+      this.#negotiate(pc);
+    }));
+    this.#firstOfferDue = !this.polite;
+    this.#later(FIRST_OFFER_DELAY_MS, () => {
+      this.#firstOfferDue = true;
+      if (this.pc === pc && !pc.remoteDescription && pc.signalingState === 'stable') this.#negotiate(pc);
+    });
+    this.#watchdog(pc);
     pc.addEventListener('icecandidate', mine(({ candidate }) => {
-      if (candidate) this.#call.signal(this, { candidate: candidate.toJSON() });
+      if (!candidate) return;
+      this.stats.candidatesSent++;
+      this.#call.signal(this, { candidate: candidate.toJSON() });
     }));
     pc.addEventListener('track', mine((ev) => {
       this.stream.addTrack(ev.track);
@@ -258,6 +280,27 @@ class Peer {
       pc.addTransceiver('audio', { direction: 'recvonly' });
       pc.addTransceiver('video', { direction: 'recvonly' });
     }
+  }
+
+  #later(ms, fn) {
+    const id = setTimeout(() => {
+      this.#timers = this.#timers.filter((t) => t !== id);
+      if (!this.#closed) fn();
+    }, ms);
+    this.#timers.push(id);
+  }
+
+  // #watchdog restarts ICE, from the impolite side, while the pair is not
+  // connected: every CONNECT_TIMEOUT_MS until it is.
+  #watchdog(pc) {
+    this.#later(CONNECT_TIMEOUT_MS, () => {
+      if (this.pc !== pc) return;
+      if (!this.polite && pc.connectionState !== 'connected') {
+        this.stats.iceRestarts++;
+        pc.restartIce();
+      }
+      this.#watchdog(pc);
+    });
   }
 
   async #negotiate(pc) {
@@ -310,13 +353,17 @@ class Peer {
     } else if (candidate) {
       try {
         await pc.addIceCandidate(candidate);
+        this.stats.candidatesAdded++;
       } catch (err) {
+        this.stats.candidatesDropped++;
         if (!this.#ignoreOffer) throw err;
       }
     }
   }
 
   #restart(sid) {
+    for (const id of this.#timers) clearTimeout(id);
+    this.#timers = [];
     this.pc.close();
     this.stream = new MediaStream();
     this.remoteSid = sid;
@@ -328,6 +375,8 @@ class Peer {
   close() {
     if (this.#closed) return;
     this.#closed = true;
+    for (const id of this.#timers) clearTimeout(id);
+    this.#timers = [];
     this.channel?.close();
     this.pc?.close();
     for (const track of this.stream.getTracks()) track.stop();

@@ -50,8 +50,25 @@ export async function meshPage(browser, url, room, id, { join = true, maxPeers }
 
 /** Waits (bounded) until the page is connected to n-1 peers; resolves to ms since its page load. */
 export async function allConnected(page, n, timeout = 60_000) {
-  await page.waitForFunction((k) => window.meshTest.allConnected(k), n, { polling: 50, timeout });
+  try {
+    await page.waitForFunction((k) => window.meshTest.allConnected(k), n, { polling: 50, timeout });
+  } catch (err) {
+    throw new Error(`${err.message}\n${await diagnose(page)}`);
+  }
   return page.evaluate(() => window.meshTest.allAt);
+}
+
+/** The page's peers, their states and counters, for a failure's message. */
+export async function diagnose(page) {
+  {
+    const why = await page.evaluate(() => ({
+      id: window.meshTest.room.memberId,
+      error: window.meshTest.error,
+      errors: window.meshTest.errors,
+      peers: [...(window.meshTest.call?.peers ?? [])].map(([id, p]) => `${id}: ${p.pc.connectionState}/${p.pc.signalingState}/${p.pc.iceConnectionState} channel ${p.channel.readyState} video ${p.stream.getVideoTracks().length} ${JSON.stringify(p.stats)} polite ${p.polite} gathering ${p.pc.iceGatheringState} local ${p.pc.localDescription?.sdp.match(/a=ice-ufrag:(\S+)/)?.[1]} remote ${p.pc.remoteDescription?.sdp.match(/a=ice-ufrag:(\S+)/)?.[1]} remoteCands ${(p.pc.remoteDescription?.sdp.match(/a=candidate/g) ?? []).length}`),
+    })).catch((e) => e.message);
+    return JSON.stringify(why, null, 1);
+  }
 }
 
 /** Frames decoded from each peer's video, by peer id. */

@@ -9,7 +9,7 @@ import { before, describe, it } from 'node:test';
 import { serverFor } from '../lib/server.js';
 import { waitFor } from '../lib/wait.js';
 import { assertLoopbackOnly, launch, noPageErrors } from './browser.js';
-import { allConnected, framesDecoded, meshPage, meshState } from './mesh-browser.js';
+import { allConnected, diagnose, framesDecoded, meshPage, meshState } from './mesh-browser.js';
 
 before(assertLoopbackOnly);
 
@@ -24,7 +24,12 @@ async function roomValue(url, room, key) {
 async function group(browser, url, room, n, prefix = 'p') {
   const ids = Array.from({ length: n }, (_, i) => `${prefix}${i}`);
   const pages = await Promise.all(ids.map((id) => meshPage(browser, url, room, id)));
-  const times = await Promise.all(pages.map((p) => allConnected(p, n)));
+  let times;
+  try {
+    times = await Promise.all(pages.map((p) => allConnected(p, n)));
+  } catch (err) {
+    throw new Error(`${err.message}\nall pages:\n${(await Promise.all(pages.map(diagnose))).join('\n')}`);
+  }
   return { ids, pages, ms: Math.round(Math.max(...times)) };
 }
 
@@ -55,6 +60,7 @@ describe('a group call through mesh.js', () => {
     const started = Date.now();
     await pages[3].close();
     const closed = Date.now();
+    const deleted = waitFor(async () => (await roomValue(srv.url, 'mesh4', 'members/p3')) === null && Date.now(), 'members/p3 deleted', 5000);
     const rest = pages.slice(0, 3);
     // onPeerLeft's time on each page, on the same clock as ours.
     const leftAt = await Promise.all(rest.map(async (p) => {
@@ -62,7 +68,8 @@ describe('a group call through mesh.js', () => {
       return p.evaluate(() => performance.timeOrigin + window.meshTest.left.find((l) => l.id === 'p3').at);
     }));
     const last = Math.max(...leftAt);
-    console.log(`TIMING mesh leave (grace 1 s): page.close() took ${closed - started} ms; closed -> onPeerLeft on all others ${Math.round(last - closed)} ms`);
+    const deletedAt = await deleted;
+    console.log(`TIMING mesh leave (grace 1 s): page.close() took ${closed - started} ms; closed -> members/p3 deleted ${deletedAt - closed} ms, -> onPeerLeft on all others ${Math.round(last - closed)} ms`);
     assert.ok(last - closed <= 2000, `left ${Math.round(last - closed)} ms after the page closed: more than grace + 1 s`);
     assert.equal(await roomValue(srv.url, 'mesh4', 'members/p3'), null, 'members/p3 deleted');
     for (const [i, page] of rest.entries()) {
@@ -102,21 +109,37 @@ describe('a group call through mesh.js', () => {
     noPageErrors(...six.pages, seventh);
   });
 
-  it('connects two members who join at the same moment (both offer)', async (t) => {
+  it('connects two members who join at the same moment, and two who offer at the same moment (ICE restart on both sides)', async (t) => {
     const browser = await launch(t);
     const srv = await serverFor(t, GRACE);
     const pages = await Promise.all(['x0', 'x1'].map((id) => meshPage(browser, srv.url, 'glare', id, { join: false })));
-    // Both are members before either joins: each sees the other at once and
-    // offers before the other's offer can arrive.
+    // Both are members before either joins: each sees the other at once.
     await waitFor(async () => Object.keys((await roomValue(srv.url, 'glare', 'members')) ?? {}).length === 2, 'both members', 10_000);
     await Promise.all(pages.map((p) => p.join()));
     await Promise.all(pages.map((p) => allConnected(p, 2, 30_000)));
-    const states = await Promise.all(pages.map(meshState));
-    const stats = states.map((s) => Object.values(s.stats)[0]);
-    console.log(`simultaneous join: ${JSON.stringify(stats)}`);
-    assert.ok(stats.every((s) => s.offersSent >= 1), 'both sides offered');
-    await pages[1].evaluate(() => window.meshTest.call.send('glare ok'));
-    await pages[0].waitForFunction(() => window.meshTest.messages.some((m) => m.text === 'glare ok'), null, { timeout: 5000 });
+    console.log(`simultaneous join: ${JSON.stringify((await Promise.all(pages.map(meshState))).map((s) => Object.values(s.stats)[0]))}`);
+    await pages[1].evaluate(() => window.meshTest.call.send('join ok'));
+    await pages[0].waitForFunction(() => window.meshTest.messages.some((m) => m.text === 'join ok'), null, { timeout: 5000 });
+
+    // Both restart ICE at once (as both do on 'failed'): two offers cross,
+    // perfect negotiation settles it, new credentials, still connected.
+    const ufrag = () => window.meshTest.call.peers.values().next().value.pc.remoteDescription.sdp.match(/a=ice-ufrag:(\S+)/)[1];
+    const peerStats = () => window.meshTest.call.peers.values().next().value.stats;
+    const before = await Promise.all(pages.map((p) => p.evaluate(ufrag)));
+    const statsBefore = await Promise.all(pages.map((p) => p.evaluate(peerStats)));
+    await Promise.all(pages.map((p) => p.evaluate(() => window.meshTest.call.peers.values().next().value.pc.restartIce())));
+    await Promise.all(pages.map((p, i) => p.waitForFunction((old) => {
+      const { pc } = window.meshTest.call.peers.values().next().value;
+      return pc.remoteDescription.sdp.match(/a=ice-ufrag:(\S+)/)[1] !== old && pc.signalingState === 'stable';
+    }, before[i], { polling: 50, timeout: 25_000 })));
+    await Promise.all(pages.map((p) => allConnected(p, 2, 25_000)));
+    const statsAfter = await Promise.all(pages.map((p) => p.evaluate(peerStats)));
+    console.log(`simultaneous offers: before ${JSON.stringify(statsBefore)} after ${JSON.stringify(statsAfter)}`);
+    const collisions = statsAfter.reduce((n, s, i) => n + s.collisions - statsBefore[i].collisions, 0);
+    assert.ok(collisions >= 1, 'the two offers collided');
+    await pages[0].evaluate(() => window.meshTest.call.send('after restart'));
+    await pages[1].waitForFunction(() => window.meshTest.messages.some((m) => m.text === 'after restart'), null, { timeout: 5000 });
+    for (const s of await Promise.all(pages.map(meshState))) assert.deepEqual(s.errors, []);
     noPageErrors(...pages);
   });
 });
