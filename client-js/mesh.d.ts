@@ -35,7 +35,11 @@ export interface MeshPeer {
   /** The smaller id of a pair is polite: it yields on an offer collision. */
   readonly polite: boolean;
   readonly state: RTCPeerConnectionState;
-  readonly stats: { offersSent: number; offersReceived: number; collisions: number; iceRestarts: number };
+  /** Counters, for tests and the curious. */
+  readonly stats: {
+    offersSent: number; offersReceived: number; collisions: number; iceRestarts: number;
+    candidatesSent: number; candidatesAdded: number; candidatesDropped: number;
+  };
 }
 
 export class MeshCall {
