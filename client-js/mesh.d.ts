@@ -32,6 +32,9 @@ export interface MeshPeer {
   readonly channel: RTCDataChannel;
   /** The peer's tracks. */
   readonly stream: MediaStream;
+  /** This side's random session of the pair, and the peer's (null until heard). */
+  readonly sid: string;
+  readonly remoteSid: string | null;
   /** The smaller id of a pair is polite: it yields on an offer collision. */
   readonly polite: boolean;
   readonly state: RTCPeerConnectionState;
@@ -46,8 +49,6 @@ export class MeshCall {
   readonly room: Room;
   /** This member's id. */
   readonly id: string;
-  /** This joinRoom's random session id. */
-  readonly sid: string;
   readonly peers: Map<string, MeshPeer>;
   readonly left: boolean;
   /** Sends text to every peer whose data channel is open; returns how many. */

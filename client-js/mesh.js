@@ -8,11 +8,12 @@
 //
 // Signaling, per pair: each member reads its own inbox, the key
 // `inbox-{id}`, with recvChild; the others push {from, sid, to, description
-// | candidate} there. sid is the sender's session (random per joinRoom), to
-// the recipient's session once the sender has heard it: a message for an
-// earlier session of the same member id is ignored, and a message from a new
-// session of a peer starts that pair over. Messages from members outside the
-// call are ignored.
+// | candidate} there. sid is the sender's session of this pair (random each
+// time it sets the pair up: on joining, or when the peer comes back after
+// its entry was deleted), to the recipient's once the sender has heard it: a
+// message for an earlier session is ignored, and one from a new session of
+// the peer starts the pair over. Messages from members outside the call are
+// ignored.
 //
 // Negotiation is the W3C "perfect negotiation" pattern: both sides may
 // offer; on a collision the polite side (the smaller id) rolls back and
@@ -86,8 +87,6 @@ export class MeshCall {
   room;
   /** This member's id. */
   id;
-  /** This joinRoom's session id: random, tags every message sent. */
-  sid = randomId();
   /** The peers, by member id. */
   peers = new Map();
   #opts;
@@ -139,7 +138,7 @@ export class MeshCall {
     if (this.#left || typeof msg?.from !== 'string') return;
     const peer = this.peers.get(msg.from);
     if (!peer) return; // not in the call (or not yet seen in members: it will offer again on its own)
-    if (msg.to !== undefined && msg.to !== this.sid) return; // for an earlier session of this member
+    if (msg.to !== undefined && msg.to !== peer.sid) return; // for an earlier session of this pair
     peer.receive(msg);
   }
 
@@ -176,8 +175,8 @@ export class MeshCall {
 
   // internal: used by Peer
   signal(peer, body) {
-    if (this.#left) return;
-    const msg = { from: this.id, sid: this.sid, ...body };
+    if (this.#left || peer.closed) return;
+    const msg = { from: this.id, sid: peer.sid, ...body };
     if (peer.remoteSid) msg.to = peer.remoteSid;
     // One at a time per pair: concurrent POSTs could reach the server, and
     // so the inbox, in another order (a candidate before its offer).
@@ -213,6 +212,8 @@ class Peer {
   stream = new MediaStream();
   /** The tail of this pair's outgoing messages (sent in order). */
   outbox = Promise.resolve();
+  /** This side's session of the pair: tags every message sent to the peer. */
+  sid = randomId();
   /** The peer's session: learned from its first message. */
   remoteSid = null;
   /** Counters, for tests and the curious. */
@@ -226,6 +227,7 @@ class Peer {
   #closed = false;
   #timers = [];
   #firstOfferDue = false;
+  #retiredSids = new Set(); // the peer's earlier sessions: their late messages are ignored
 
   constructor(call, id, name, options) {
     this.#call = call;
@@ -236,6 +238,8 @@ class Peer {
   }
 
   get state() { return this.pc?.connectionState ?? 'closed'; }
+
+  get closed() { return this.#closed; }
 
   open() {
     const pc = new RTCPeerConnection(this.#opts.config);
@@ -326,7 +330,7 @@ class Peer {
 
   async #handle(msg) {
     if (this.#closed) return;
-    if (typeof msg.sid !== 'string') return;
+    if (typeof msg.sid !== 'string' || this.#retiredSids.has(msg.sid)) return;
     if (this.remoteSid === null) {
       this.remoteSid = msg.sid;
     } else if (msg.sid !== this.remoteSid) {
@@ -366,6 +370,7 @@ class Peer {
     this.#timers = [];
     this.pc.close();
     this.stream = new MediaStream();
+    this.#retiredSids.add(this.remoteSid);
     this.remoteSid = sid;
     this.#makingOffer = false;
     this.#ignoreOffer = false;
