@@ -3,12 +3,13 @@
 // (the page's Content-Security-Policy forbids it).
 import { connect, randomRoomName } from './sigbase.js';
 import { startCall } from './webrtc.js';
+import { joinRoom } from './mesh.js';
 
 const $ = (id) => document.getElementById(id);
 const ui = {
   roomForm: $('room-form'), room: $('room'), create: $('create'), join: $('join'), hangup: $('hangup'),
   shareBox: $('share-box'), share: $('share'), copy: $('copy'),
-  local: $('local'), remote: $('remote'), unmute: $('unmute'),
+  local: $('local'), remote: $('remote'), unmute: $('unmute'), group: $('group'), videos: $('videos'), tiles: $('tiles'),
   chatLog: $('chat-log'), chatForm: $('chat-form'), chatInput: $('chat-input'), chatSend: $('chat-send'),
   status: $('status'), problem: $('problem'), stateLog: $('state-log'),
 };
@@ -26,6 +27,7 @@ const marks = {};
 window.sigbaseDemo = {
   get room() { return session?.room; },
   get call() { return session?.call; },
+  get mesh() { return session?.mesh; },
   marks,
 };
 
@@ -37,6 +39,7 @@ function params() {
   return {
     room: get('room'),
     relay: get('relay') === '1',
+    group: get('group') === '1',
     iceTimeout: iceTimeout > 0 ? iceTimeout : ICE_TIMEOUT_S,
     iceTimeoutHash: hash.get('ice-timeout'),
   };
@@ -48,6 +51,7 @@ function pageURL(name) {
   const parts = [];
   if (name) parts.push(`room=${name}`);
   if (relay) parts.push('relay=1');
+  if (ui.group.checked) parts.push('group=1');
   if (iceTimeoutHash !== null) parts.push(`ice-timeout=${encodeURIComponent(iceTimeoutHash)}`);
   return parts.length ? `#${parts.join('&')}` : location.pathname;
 }
@@ -101,6 +105,7 @@ function setInRoom(inRoom) {
   ui.create.disabled = inRoom;
   ui.join.disabled = inRoom;
   ui.room.disabled = inRoom;
+  ui.group.disabled = inRoom;
   ui.hangup.disabled = !inRoom;
 }
 
@@ -112,7 +117,7 @@ function setChat(open) {
 
 function showShare(name) {
   const { relay } = params();
-  ui.share.href = `${location.origin}/#room=${name}${relay ? '&relay=1' : ''}`;
+  ui.share.href = `${location.origin}/#room=${name}${relay ? '&relay=1' : ''}${ui.group.checked ? '&group=1' : ''}`;
   ui.share.textContent = ui.share.href;
   ui.shareBox.hidden = false;
 }
@@ -142,6 +147,7 @@ async function localMedia() {
 
 async function start(role, name) {
   if (session) return;
+  if (ui.group.checked) return startGroup(name);
   setInRoom(true);
   ui.room.value = name;
   const { relay, iceTimeout } = params();
@@ -313,10 +319,103 @@ function onEnd(current, reason) {
   }
 }
 
+// ---- group call (#group=1): mesh.js, a tile per peer ----
+
+const TILE_STATE = { new: 'connecting', connecting: 'connecting', connected: 'connected', disconnected: 'reconnecting', failed: 'reconnecting' };
+
+async function startGroup(name) {
+  setInRoom(true);
+  ui.room.value = name;
+  history.replaceState(null, '', pageURL(name));
+  clearProblem();
+  showShare(name);
+  ui.videos.classList.add('group');
+  ui.tiles.hidden = false;
+  const current = { role: 'group', room: null, stream: null, call: null, mesh: null, channel: null, unwatch: null, names: new Map() };
+  session = current;
+  current.stream = await localMedia();
+  if (session !== current) return;
+  const id = randomRoomName().slice(0, 12).replace(/^[-_]/, 'm');
+  const displayName = `guest-${id.slice(0, 4)}`;
+  current.room = connect(location.origin, { room: name, member: { id, name: displayName } });
+  current.room.onstate((state, err) => log(`signaling ${state}${err ? `: ${err.message}` : ''}`, err ? 'error' : ''));
+  log(`joining group room ${name} as ${displayName}`);
+  const live = () => session === current;
+  try {
+    current.mesh = await joinRoom(current.room, {
+      stream: current.stream,
+      onPeerJoined: (peer, { name: who }) => { if (live()) { current.names.set(peer, who); addTile(peer, who); log(`${who} joined`); } },
+      onPeerLeft: (peer) => { if (live()) { removeTile(peer); log(`${current.names.get(peer) ?? peer} left`); } },
+      onTrack: (peer, track, stream) => { if (live()) showTile(peer, stream); },
+      onMessage: (peer, text) => { if (live()) chat(current.names.get(peer) ?? peer, text); },
+      onPeerState: (peer, state) => {
+        if (!live()) return;
+        setTileState(peer, state);
+        log(`${current.names.get(peer) ?? peer}: ${state}`, state === 'failed' ? 'error' : '');
+        if (state === 'connected') mark('channelOpen', 'first peer connected');
+      },
+      onError: (err) => log(`error: ${err.message}`, 'error'),
+    });
+  } catch (err) {
+    if (!live()) return;
+    teardown(current);
+    setStatus(/room full/.test(err.message) ? 'room full' : 'failed', 'failed');
+    showProblem(/room full/.test(err.message) ? 'This group call is full: 6 people are in it already.' : `Could not join: ${err.message}`);
+    return;
+  }
+  if (!live()) return current.mesh.leave();
+  setStatus('in the group call', 'connected');
+  setChat(true);
+  ui.chatInput.placeholder = 'say something to everyone';
+}
+
+function tileOf(peer) {
+  return [...ui.tiles.children].find((f) => f.dataset.peer === peer);
+}
+
+function addTile(peer, who) {
+  if (tileOf(peer)) return;
+  const figure = document.createElement('figure');
+  figure.dataset.peer = peer;
+  const video = document.createElement('video');
+  video.autoplay = true;
+  video.playsInline = true;
+  video.muted = true; // autoplay needs it; a click on the tile turns the sound on (and off)
+  figure.title = 'click for sound';
+  figure.addEventListener('click', () => { video.muted = !video.muted; });
+  const caption = document.createElement('figcaption');
+  const state = document.createElement('span');
+  state.className = 'tile-state';
+  state.textContent = 'connecting';
+  caption.append(who, state);
+  figure.append(video, caption);
+  ui.tiles.append(figure);
+}
+
+function showTile(peer, stream) {
+  const video = tileOf(peer)?.querySelector('video');
+  if (!video || video.srcObject === stream) return;
+  video.srcObject = stream;
+  video.play().catch(() => {});
+  if ('requestVideoFrameCallback' in video) video.requestVideoFrameCallback(() => mark('firstFrame', 'first remote video frame'));
+}
+
+function setTileState(peer, state) {
+  const badge = tileOf(peer)?.querySelector('.tile-state');
+  if (!badge) return;
+  badge.textContent = TILE_STATE[state] ?? state;
+  badge.className = `tile-state ${TILE_STATE[state] ?? ''}`;
+}
+
+function removeTile(peer) {
+  tileOf(peer)?.remove();
+}
+
 function teardown(current) {
   current.unwatch?.();
   current.call?.end('hangup');
-  current.room?.close();
+  if (current.mesh) current.mesh.leave();
+  else current.room?.close();
   for (const track of current.stream?.getTracks() ?? []) track.stop();
   if (session !== current) return;
   session = null;
@@ -324,6 +423,9 @@ function teardown(current) {
   clearProblem();
   ui.local.srcObject = null;
   ui.remote.srcObject = null;
+  ui.tiles.replaceChildren();
+  ui.tiles.hidden = true;
+  ui.videos.classList.remove('group');
   ui.unmute.hidden = true;
   setChat(false);
   setInRoom(false);
@@ -335,9 +437,10 @@ async function hangup() {
   if (!current) return;
   ui.hangup.disabled = true;
   try {
-    if (current.call) await current.call.hangup({ deleteRoom: true });
+    if (current.mesh) await current.mesh.leave(); // the others' calls go on
+    else if (current.call) await current.call.hangup({ deleteRoom: true });
     else await current.room?.delete();
-    log('hung up: room deleted');
+    log(current.mesh ? 'left the group call' : 'hung up: room deleted');
   } catch (err) {
     log(`hang-up: ${err.message}`, 'error');
   }
@@ -364,20 +467,28 @@ ui.unmute.addEventListener('click', () => {
 ui.chatForm.addEventListener('submit', (ev) => {
   ev.preventDefault();
   const text = ui.chatInput.value.trim();
-  if (!text || session?.channel?.readyState !== 'open') return;
-  session.channel.send(text);
+  if (!text) return;
+  if (session?.mesh) {
+    if (session.mesh.send(text) === 0) log('nobody connected to hear that yet');
+  } else if (session?.channel?.readyState === 'open') {
+    session.channel.send(text);
+  } else {
+    return;
+  }
   chat('you', text);
   ui.chatInput.value = '';
 });
 window.addEventListener('pagehide', () => {
   // Leave the room as it is, so a reload can take the call up again.
   session?.call?.end('page closed');
+  session?.mesh?.leave();
   session?.room?.close();
 });
 
 // A link with #room=NAME joins at once; a reload keeps this tab's role.
 function joinFromURL() {
-  const { room } = params();
+  const { room, group } = params();
+  if (group) ui.group.checked = true;
   if (session || !room || !ROOM_NAME.test(room)) return;
   start(sessionStorage.getItem(`sigbase-role:${room}`) ?? 'callee', room);
 }

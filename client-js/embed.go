@@ -7,7 +7,7 @@ import (
 	"io/fs"
 )
 
-//go:embed index.html demo.js demo.css sigbase.js sigbase.d.ts webrtc.js webrtc.d.ts package.json
+//go:embed index.html demo.js demo.css sigbase.js sigbase.d.ts webrtc.js webrtc.d.ts mesh.js mesh.d.ts package.json
 var files embed.FS
 
 // FS holds the files at its root: index.html, sigbase.js, webrtc.js, ...
