@@ -10,9 +10,10 @@ import (
 )
 
 // hangups notices when the peer of a taken-over connection goes away, for
-// all of them in one goroutine: once a second it polls their descriptors for
-// POLLRDHUP, so a departed watcher frees its slot and its room's TTL clock
-// starts within a second, without a reader goroutine per connection.
+// all of them in one goroutine: twice a second it polls their descriptors
+// for POLLRDHUP, so a departed watcher frees its slot, starts its room's TTL
+// clock and its onDisconnect grace within half a second, without a reader
+// goroutine per connection.
 type hangups struct {
 	mu      sync.Mutex
 	conns   map[int32]chan struct{} // descriptor → closed when its peer hung up
@@ -51,11 +52,15 @@ func (h *hangups) watch(conn net.Conn) (gone <-chan struct{}, stop func()) {
 	}
 }
 
+// hangupPoll is how often hung-up connections are looked for: one poll(2)
+// over every taken-over connection.
+const hangupPoll = 500 * time.Millisecond
+
 // poll runs while connections are registered.
 func (h *hangups) poll() {
 	var fds []unix.PollFd
 	for {
-		time.Sleep(time.Second)
+		time.Sleep(hangupPoll)
 		h.mu.Lock()
 		if len(h.conns) == 0 {
 			h.started = false
