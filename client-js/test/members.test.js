@@ -10,7 +10,9 @@ import { startProxy } from './lib/proxy.js';
 import { startServer, tempDir } from './lib/server.js';
 import { sleep, waitFor } from './lib/wait.js';
 
-const GRACE_MS = 500;
+// Long enough for a client to reconnect after a blip (EventSource waits its
+// retry: of 1 s), short enough for the test.
+const GRACE_MS = 3000;
 
 async function server(t) {
   const srv = await startServer({ data: join(tempDir(t), 'db'), args: ['--disconnect-grace', `${GRACE_MS}ms`] });
