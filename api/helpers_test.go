@@ -112,10 +112,9 @@ type frame struct {
 
 // sseConn is a raw SSE client: it reads frames exactly as sent.
 type sseConn struct {
-	t    *testing.T
-	res  *http.Response
-	r    *bufio.Reader
-	done chan struct{}
+	t   *testing.T
+	res *http.Response
+	r   *bufio.Reader
 }
 
 func (ts *testServer) watch(path string, headers ...string) *sseConn {

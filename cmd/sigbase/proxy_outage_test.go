@@ -114,7 +114,7 @@ func pxSurviveRestart(t *testing.T, node, script string, proxy func(upstream str
 			closed.Message, closed.Code)
 	}
 
-	sb = startProcess(t, append([]string{"--addr", addr}, args...)...)
+	startProcess(t, append([]string{"--addr", addr}, args...)...) // same address and data: the proxy finds it
 	for i := n; i < 2*n; i++ {
 		put(i)
 	}
