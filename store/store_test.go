@@ -655,9 +655,20 @@ func TestConditionFailureIsPerWrite(t *testing.T) {
 		}
 	}})
 	s.put(t, "r/k", `0`)
+	// Hold bbolt's write lock while the writes queue up, so they commit in
+	// groups however the scheduler runs them.
+	b := s.be.(*boltBackend)
+	held, release := make(chan struct{}), make(chan struct{})
+	go b.db.Update(func(*bolt.Tx) error { close(held); <-release; return nil })
+	<-held
 	const n = 200
 	var wg sync.WaitGroup
 	errs := make([]error, n)
+	go func() {
+		for deadline := time.Now().Add(5 * time.Second); len(b.ops) < 16 && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		}
+		close(release)
+	}()
 	for i := range n {
 		wg.Go(func() {
 			var err error
