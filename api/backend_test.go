@@ -18,6 +18,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sigbase/sigbase/store"
+	"github.com/sigbase/sigbase/store/bolt"
+	"github.com/sigbase/sigbase/store/etcd"
 )
 
 // The contract suite runs against either backend: the embedded bbolt store
@@ -71,14 +73,14 @@ var storeSeq atomic.Int64
 func openTestStore(tb testing.TB, opts store.Options) (*store.Store, uint64) {
 	tb.Helper()
 	if testEtcd == nil {
-		st, err := store.Open(filepath.Join(tb.TempDir(), "sigbase.db"), opts)
+		st, err := bolt.Open(filepath.Join(tb.TempDir(), "sigbase.db"), opts)
 		if err != nil {
 			tb.Fatal(err)
 		}
 		return st, 0
 	}
 	prefix := fmt.Sprintf("/sigbase-test/%d-%s/", storeSeq.Add(1), strings.ReplaceAll(tb.Name(), "/", "_"))
-	st, err := store.OpenEtcd(store.EtcdOptions{Endpoints: []string{testEtcd.endpoint}, Prefix: prefix}, opts)
+	st, err := etcd.Open(etcd.Options{Endpoints: []string{testEtcd.endpoint}, Prefix: prefix}, opts)
 	if err != nil {
 		tb.Fatal(err)
 	}

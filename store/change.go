@@ -1,7 +1,9 @@
 package store
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"sync"
 )
@@ -15,10 +17,19 @@ type Event struct {
 	Data  []byte // compact JSON: the value, or the patch object
 }
 
-// change is one committed write of a room, as kept in the change log and
+// String is the event as tests and logs show it: "rev:put /path data".
+func (e Event) String() string {
+	kind := "put"
+	if e.Patch {
+		kind = "patch"
+	}
+	return fmt.Sprintf("%d:%s %s %s", e.Rev, kind, e.Path, e.Data)
+}
+
+// Change is one committed write of a room, as kept in the change log and
 // handed to watchers. Everything a watcher of any location in the room needs
 // is here, so replay from the log and live delivery agree.
-type change struct {
+type Change struct {
 	rev   uint64
 	at    Path   // the written location, or the patched one
 	patch bool   // data is a patch object of members relative to at
@@ -40,15 +51,27 @@ type image struct {
 	data []byte
 }
 
+// Rev is the change's revision.
+func (c *Change) Rev() uint64 { return c.rev }
+
+// Room is the room the change is of.
+func (c *Change) Room() string { return c.at.Room }
+
+// RoomGone is the change that ends a room at revision rev, for an engine
+// whose storage deleted it (an etcd lease that ran out).
+func RoomGone(room string, rev uint64) *Change {
+	return &Change{rev: rev, at: Path{Room: room}, data: []byte("null"), gone: true}
+}
+
 // size approximates the change's memory, for the watcher queue bound.
-func (c *change) size() int { return 128 + len(c.data) + 16*len(c.below) }
+func (c *Change) size() int { return 128 + len(c.data) + 16*len(c.below) }
 
 // eventFor projects the change onto a watcher of loc (same room).
-func (c *change) eventFor(loc Path) (Event, bool) {
-	if loc.contains(c.at) {
+func (c *Change) eventFor(loc Path) (Event, bool) {
+	if loc.Contains(c.at) {
 		return Event{Rev: c.rev, Patch: c.patch, Path: loc.relative(c.at), Data: c.data}, true
 	}
-	if !c.at.contains(loc) {
+	if !c.at.Contains(loc) {
 		return Event{}, false
 	}
 	// loc is below the written location: a put of its new value, if it changed.
@@ -62,7 +85,7 @@ func (c *change) eventFor(loc Path) (Event, bool) {
 }
 
 // valueBelow is the new value of loc, strictly below c.at.
-func (c *change) valueBelow(loc Path) []byte {
+func (c *Change) valueBelow(loc Path) []byte {
 	name := loc.inRoom()
 	c.memoMu.Lock()
 	defer c.memoMu.Unlock()
@@ -77,7 +100,7 @@ func (c *change) valueBelow(loc Path) []byte {
 	return v
 }
 
-func (c *change) extractBelow(loc Path) []byte {
+func (c *Change) extractBelow(loc Path) []byte {
 	if !c.patch {
 		if c.at.Depth() == 0 {
 			return extract(c.data, loc.Key, loc.Child)
@@ -133,4 +156,112 @@ func extract(data []byte, names ...string) []byte {
 		data = v
 	}
 	return data
+}
+
+// A Change encoded (Encode, DecodeChange) for a change log: a version byte, flags, the location inside the room,
+// the data, the changed locations below it, and key images (see change).
+
+const changeVersion = 1
+
+const (
+	flagPatch = 1 << iota
+	flagGone
+)
+
+func (c *Change) Encode() []byte {
+	b := make([]byte, 0, 16+len(c.at.Key)+len(c.at.Child)+len(c.data))
+	var flags byte
+	if c.patch {
+		flags |= flagPatch
+	}
+	if c.gone {
+		flags |= flagGone
+	}
+	b = append(b, changeVersion, flags)
+	b = appendString(b, c.at.Key)
+	b = appendString(b, c.at.Child)
+	b = appendString(b, string(c.data))
+	b = binary.AppendUvarint(b, uint64(len(c.below)))
+	for _, name := range c.below {
+		b = appendString(b, name)
+	}
+	b = binary.AppendUvarint(b, uint64(len(c.images)))
+	for _, im := range c.images {
+		b = appendString(b, im.key)
+		b = appendString(b, string(im.data))
+	}
+	return b
+}
+
+func DecodeChange(room string, rev uint64, b []byte) (*Change, error) {
+	r := reader{b: b}
+	if v := r.byte(); v != changeVersion {
+		return nil, fmt.Errorf("change %d of %s has version %d: %w", rev, room, v, ErrCorrupt)
+	}
+	flags := r.byte()
+	c := &Change{rev: rev, patch: flags&flagPatch != 0, gone: flags&flagGone != 0}
+	c.at = Path{Room: room, Key: r.string(), Child: r.string()}
+	c.data = []byte(r.string())
+	for n := r.count(); n > 0 && r.err == nil; n-- {
+		c.below = append(c.below, r.string())
+	}
+	for n := r.count(); n > 0 && r.err == nil; n-- {
+		c.images = append(c.images, image{key: r.string(), data: []byte(r.string())})
+	}
+	if r.err != nil || len(r.b) != 0 {
+		return nil, fmt.Errorf("change %d of %s: %w", rev, room, ErrCorrupt)
+	}
+	return c, nil
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// reader decodes what appendString and AppendUvarint wrote; the first
+// failure sticks in err.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) byte() byte {
+	if len(r.b) == 0 {
+		r.err = ErrCorrupt
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) uvarint() uint64 {
+	n, w := binary.Uvarint(r.b)
+	if w <= 0 {
+		r.err = ErrCorrupt
+		return 0
+	}
+	r.b = r.b[w:]
+	return n
+}
+
+func (r *reader) count() uint64 {
+	n, w := binary.Uvarint(r.b)
+	if w <= 0 || n > uint64(len(r.b)) {
+		r.err = ErrCorrupt
+		return 0
+	}
+	r.b = r.b[w:]
+	return n
+}
+
+func (r *reader) string() string {
+	n := r.count()
+	if r.err != nil || n > uint64(len(r.b)) {
+		r.err = ErrCorrupt
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
 }

@@ -29,7 +29,7 @@ var (
 	ErrDatabaseFull = errors.New("database full")
 
 	// ErrUnavailable: the storage cluster cannot be reached or keeps failing
-	// (etcd backend).
+	// (etcd engine).
 	ErrUnavailable = errors.New("storage unavailable")
 	// ErrBusy: the writer's queue stayed full (Options.WriteQueue writes
 	// waiting) for longer than a write may wait to join it; retry shortly.
@@ -39,6 +39,9 @@ var (
 	// ErrEvicted: a watcher fell too far behind and was dropped; it should resume
 	// from its last event id.
 	ErrEvicted = errors.New("watcher too slow")
+	// ErrCorrupt: a stored record does not decode; the engine's storage is
+	// damaged.
+	ErrCorrupt = errors.New("corrupt record")
 	// ErrLocked: another process holds the database file.
 	ErrLocked = errors.New("database file is locked by another process")
 )

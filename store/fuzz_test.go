@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/sigbase/sigbase/store/internal/model"
 	"reflect"
 	"regexp"
 	"slices"
@@ -52,11 +53,11 @@ func FuzzNewPath(f *testing.F) {
 		if q, err := NewPath(parts[0], parts[1], parts[2]); err != nil || q != p {
 			t.Fatalf("%+v.String() = %q re-parses to %+v, %v", p, p.String(), q, err)
 		}
-		if !p.contains(p) || p.relative(p) != "/" || p.Depth() != len(segments(p)) {
-			t.Fatalf("%+v: contains itself %v, relative %q, depth %d", p, p.contains(p), p.relative(p), p.Depth())
+		if !p.Contains(p) || p.relative(p) != "/" || p.Depth() != len(model.Segments(p.Key, p.Child)) {
+			t.Fatalf("%+v: contains itself %v, relative %q, depth %d", p, p.Contains(p), p.relative(p), p.Depth())
 		}
-		if room := (Path{Room: p.Room}); !room.contains(p) || room.relative(p) != "/"+p.inRoom() && p.Depth() > 0 {
-			t.Fatalf("room of %+v: contains %v, relative %q", p, room.contains(p), room.relative(p))
+		if room := (Path{Room: p.Room}); !room.Contains(p) || room.relative(p) != "/"+p.inRoom() && p.Depth() > 0 {
+			t.Fatalf("room of %+v: contains %v, relative %q", p, room.Contains(p), room.relative(p))
 		}
 	})
 }
@@ -64,7 +65,7 @@ func FuzzNewPath(f *testing.F) {
 // checkNormalized: the store's output is compact valid JSON without newlines.
 func checkNormalized(t *testing.T, what string, out []byte) {
 	t.Helper()
-	if !json.Valid(out) || !isCompact(out) || bytes.ContainsAny(out, "\n\r") {
+	if !json.Valid(out) || !model.IsCompact(out) || bytes.ContainsAny(out, "\n\r") {
 		t.Fatalf("%s: %q is not compact JSON on one line", what, out)
 	}
 }
@@ -124,13 +125,13 @@ func FuzzParseChild(f *testing.F) {
 			t.Fatalf("parseChild(%q) accepted what encoding/json refuses", raw)
 		}
 		if out == nil {
-			if normAt(2, in) != nil {
+			if model.NormAt(2, in) != nil {
 				t.Fatalf("parseChild(%q) = absent", raw)
 			}
 			return
 		}
 		checkNormalized(t, "parseChild", out)
-		if got, _ := decodeAny(out); !reflect.DeepEqual(got, renderAt(2, normAt(2, in))) {
+		if got, _ := decodeAny(out); !reflect.DeepEqual(got, model.RenderAt(2, model.NormAt(2, in))) {
 			t.Fatalf("parseChild(%q) = %s: another value", raw, out)
 		}
 		if again, err := parseChild(out); err != nil || !bytes.Equal(again, out) {
@@ -163,8 +164,8 @@ func FuzzParseKey(f *testing.F) {
 		if v.leaf != nil && v.children != nil || !slices.IsSortedFunc(v.children, func(a, b childValue) int { return strings.Compare(a.name, b.name) }) {
 			t.Fatalf("parseKey(%q) = %+v: both leaf and children, or children unsorted", raw, v)
 		}
-		if got, _ := decodeAny(out); !reflect.DeepEqual(got, renderAt(1, normAt(1, in))) {
-			t.Fatalf("parseKey(%q) = %s: another value than %s", raw, out, mustJSON(renderAt(1, normAt(1, in))))
+		if got, _ := decodeAny(out); !reflect.DeepEqual(got, model.RenderAt(1, model.NormAt(1, in))) {
+			t.Fatalf("parseKey(%q) = %s: another value than %s", raw, out, model.MustJSON(model.RenderAt(1, model.NormAt(1, in))))
 		}
 		if again, err := parseKey(out); err != nil || !again.equal(v) {
 			t.Fatalf("parseKey(%q) = %s, which re-parses to %s, %v", raw, out, again.json(), err)
@@ -206,8 +207,8 @@ func FuzzParseRoom(f *testing.F) {
 		}
 		out := roomJSON(keys)
 		checkNormalized(t, "parseRoom", out)
-		if got, _ := decodeAny(out); !reflect.DeepEqual(got, renderAt(0, normAt(0, in))) {
-			t.Fatalf("parseRoom(%q) = %s: another value than %s", raw, out, mustJSON(renderAt(0, normAt(0, in))))
+		if got, _ := decodeAny(out); !reflect.DeepEqual(got, model.RenderAt(0, model.NormAt(0, in))) {
+			t.Fatalf("parseRoom(%q) = %s: another value than %s", raw, out, model.MustJSON(model.RenderAt(0, model.NormAt(0, in))))
 		}
 		again, err := parseRoom(out)
 		if err != nil || !reflect.DeepEqual(again, keys) {
@@ -251,10 +252,10 @@ func FuzzParsePatch(f *testing.F) {
 		want := map[string]any{}
 		for name, v := range in.(map[string]any) {
 			depth := at.Depth() + 1 + strings.Count(name, "/")
-			want[name] = renderAt(depth, normAt(depth, v))
+			want[name] = model.RenderAt(depth, model.NormAt(depth, v))
 		}
 		if got, _ := decodeAny(obj); !reflect.DeepEqual(got, want) {
-			t.Fatalf("parsePatch(%s, %q) = %s, want %s", at, raw, obj, mustJSON(want))
+			t.Fatalf("parsePatch(%s, %q) = %s, want %s", at, raw, obj, model.MustJSON(want))
 		}
 		again, obj2, err := parsePatch(at, obj)
 		if err != nil || !bytes.Equal(obj2, obj) || len(again) != len(members) {
@@ -264,29 +265,29 @@ func FuzzParsePatch(f *testing.F) {
 }
 
 func FuzzDecodeChange(f *testing.F) {
-	for _, c := range []*change{
+	for _, c := range []*Change{
 		{at: Path{Room: "r"}, data: []byte(`{"a":1}`), below: []string{"a"}},                                                                  // a room PUT
 		{at: Path{Room: "r"}, data: []byte(`null`), gone: true},                                                                               // a room deleted
 		{at: Path{Room: "r", Key: "k", Child: "c"}, data: []byte(`"v"`)},                                                                      // a child PUT
 		{at: Path{Room: "r"}, patch: true, data: []byte(`{"k/c":1}`), below: []string{"k", "k/c"}, images: []image{{"k", []byte(`{"c":1}`)}}}, // a room PATCH with a key image
 	} {
-		f.Add(c.encode())
+		f.Add(c.Encode())
 	}
 	f.Add([]byte{})                                               // empty
 	f.Add([]byte{changeVersion, 0, 0xff, 0xff, 0xff, 0xff, 0xff}) // a length that does not fit
 	f.Add([]byte{changeVersion, 0, 0, 0, 0, 0x80})                // a truncated varint
 	f.Add([]byte{changeVersion + 1, 0, 0, 0, 0, 0, 0})            // an unknown version
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := decodeChange("r", 7, b)
+		c, err := DecodeChange("r", 7, b)
 		if err != nil {
-			if !errors.Is(err, errCorrupt) {
-				t.Fatalf("decodeChange(%q): %v, want errCorrupt", b, err)
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("DecodeChange(%q): %v, want ErrCorrupt", b, err)
 			}
 			return
 		}
-		again, err := decodeChange("r", 7, c.encode())
+		again, err := DecodeChange("r", 7, c.Encode())
 		if err != nil || !sameChange(c, again) {
-			t.Fatalf("decodeChange(%q) = %+v; encoded again it decodes to %+v, %v", b, c, again, err)
+			t.Fatalf("DecodeChange(%q) = %+v; encoded again it decodes to %+v, %v", b, c, again, err)
 		}
 		// Projection onto any watcher must not panic.
 		for _, p := range []Path{{Room: "r"}, {Room: "r", Key: "k"}, {Room: "r", Key: "k", Child: "c"}, c.at} {
@@ -301,7 +302,7 @@ func FuzzChangeRoundTrip(f *testing.F) {
 	f.Add("", "", []byte(`null`), false, true, "", "")            // a room deleted
 	f.Add("", "", []byte(`{"k/c":1}`), true, false, "k,k/c", "k") // a room PATCH with an image
 	f.Fuzz(func(t *testing.T, key, child string, data []byte, patch, gone bool, below, images string) {
-		c := &change{rev: 9, at: Path{Room: "r", Key: key, Child: child}, data: data, patch: patch, gone: gone}
+		c := &Change{rev: 9, at: Path{Room: "r", Key: key, Child: child}, data: data, patch: patch, gone: gone}
 		if below != "" {
 			c.below = strings.Split(below, ",")
 		}
@@ -310,14 +311,14 @@ func FuzzChangeRoundTrip(f *testing.F) {
 				c.images = append(c.images, image{key: k, data: data})
 			}
 		}
-		got, err := decodeChange("r", 9, c.encode())
+		got, err := DecodeChange("r", 9, c.Encode())
 		if err != nil || !sameChange(got, c) {
 			t.Fatalf("round trip of %+v: %+v, %v", c, got, err)
 		}
 	})
 }
 
-func sameChange(a, b *change) bool {
+func sameChange(a, b *Change) bool {
 	return a.rev == b.rev && a.at == b.at && a.patch == b.patch && a.gone == b.gone &&
 		bytes.Equal(a.data, b.data) && slices.Equal(a.below, b.below) &&
 		slices.EqualFunc(a.images, b.images, func(x, y image) bool { return x.key == y.key && bytes.Equal(x.data, y.data) })

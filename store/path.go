@@ -66,8 +66,8 @@ func (p Path) String() string {
 	return s
 }
 
-// contains reports whether q is p or below it (same room).
-func (p Path) contains(q Path) bool {
+// Contains reports whether q is p or below it (same room).
+func (p Path) Contains(q Path) bool {
 	if p.Room != q.Room {
 		return false
 	}
@@ -81,7 +81,7 @@ func (p Path) contains(q Path) bool {
 }
 
 // relative is the path of q below p ("/" when equal), for event paths.
-// It assumes p.contains(q).
+// It assumes p.Contains(q).
 func (p Path) relative(q Path) string {
 	var parts []string
 	if p.Depth() < 1 && q.Key != "" {

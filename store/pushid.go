@@ -9,16 +9,17 @@ import (
 // by creation time.
 const pushAlphabet = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
 
-// pushIDs makes Firebase push ids: 8 characters of millisecond time, then 12
+// PushIDs makes Firebase push ids: 8 characters of millisecond time, then 12
 // random characters that are incremented instead of redrawn within one
-// millisecond. It is owned by the writer goroutine, so ids made in revision
-// order sort in revision order, also if the clock steps back.
-type pushIDs struct {
+// millisecond. An engine keeps one and uses it in commit order
+// (Write.NamePush), so ids sort in revision order, also if the clock steps
+// back. It is not safe for concurrent use.
+type PushIDs struct {
 	lastMillis int64
 	random     [12]byte // indexes into pushAlphabet
 }
 
-func (g *pushIDs) next(now time.Time) string {
+func (g *PushIDs) next(now time.Time) string {
 	ms := now.UnixMilli()
 	if ms > g.lastMillis {
 		g.lastMillis = ms
@@ -42,7 +43,7 @@ func (g *pushIDs) next(now time.Time) string {
 }
 
 // increment adds one to the random part; false when it wrapped to all zeros.
-func (g *pushIDs) increment() bool {
+func (g *PushIDs) increment() bool {
 	for i := len(g.random) - 1; i >= 0; i-- {
 		if g.random[i] < 63 {
 			g.random[i]++

@@ -143,28 +143,21 @@ func addNumbers(old, n []byte) []byte {
 	return strconv.AppendFloat(nil, s, 'g', -1, 64)
 }
 
-// resolveServerValues returns o with its server values filled in from what
-// r holds now, or o itself when it has none. o is left as it is, so a
-// write retried after a failed group commit resolves afresh.
-func resolveServerValues(o *op, r roomReader) (*op, error) {
-	if !o.serverValues {
-		return o, nil
+// resolveServerValues returns w with its server values filled in from what
+// the room holds now, or w itself when it has none. w is left as it is, so
+// a write retried after a failed group commit resolves afresh.
+func (r *Room) resolveServerValues(w *Write) *Write {
+	if !w.serverValues {
+		return w
 	}
 	now := time.Now().UnixMilli()
-	room := o.at.Room
-	out := *o
-	oldKey := func(key string) (keyValue, error) {
-		k, err := r.readKey(room, key)
-		return k.value, err
-	}
+	out := *w
+	oldKey := func(key string) keyValue { return r.key(key).value }
 	switch {
-	case o.kind == opPatch:
-		out.members = make([]patchMember, len(o.members))
-		for i, m := range o.members {
-			old, err := oldKey(m.key)
-			if err != nil {
-				return nil, err
-			}
+	case w.kind == writePatch:
+		out.members = make([]patchMember, len(w.members))
+		for i, m := range w.members {
+			old := oldKey(m.key)
 			if m.child != "" {
 				m.childData = resolveValue(m.childData, old.child(m.child), now)
 			} else {
@@ -172,34 +165,22 @@ func resolveServerValues(o *op, r roomReader) (*op, error) {
 			}
 			out.members[i] = m
 		}
-		out.patchJSON = patchObject(o.at, out.members)
-	case o.at.Depth() == 0:
-		out.room = make([]keyEntry, len(o.room))
-		for i, k := range o.room {
-			old, err := oldKey(k.name)
-			if err != nil {
-				return nil, err
-			}
-			out.room[i] = keyEntry{name: k.name, value: resolveKey(k.value, old, now)}
+		out.patchJSON = patchObject(w.at, out.members)
+	case w.at.Depth() == 0:
+		out.room = make([]roomKey, len(w.room))
+		for i, k := range w.room {
+			out.room[i] = roomKey{name: k.name, value: resolveKey(k.value, oldKey(k.name), now)}
 		}
-	case o.at.Depth() == 1:
-		old, err := oldKey(o.at.Key)
-		if err != nil {
-			return nil, err
-		}
-		out.key = resolveKey(o.key, old, now)
+	case w.at.Depth() == 1:
+		out.key = resolveKey(w.key, oldKey(w.at.Key), now)
 	default:
 		var old []byte
-		if o.kind != opPush {
-			k, err := oldKey(o.at.Key)
-			if err != nil {
-				return nil, err
-			}
-			old = k.child(o.at.Child)
+		if w.kind != writePush {
+			old = oldKey(w.at.Key).child(w.at.Child)
 		}
-		out.child = resolveValue(o.child, old, now)
+		out.child = resolveValue(w.child, old, now)
 	}
-	return &out, nil
+	return &out
 }
 
 // resolveKey fills in a key's server values: a leaf that is one, or those

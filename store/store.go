@@ -31,7 +31,8 @@ type Options struct {
 	// with ErrBusy, so a stalled disk cannot make waiting writes pile up.
 	WriteQueue int
 	Logger     *slog.Logger
-	// OnCommit, if set, is called by the writer after each group commit.
+	// OnCommit, if set, is called by the engine after each commit (on
+	// bbolt, each group commit), once its changes reached the hub.
 	OnCommit func(ops int, elapsed time.Duration, err error)
 }
 
@@ -83,47 +84,64 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Store is a set of rooms: the data model, quotas and watchers over a
-// backend that keeps them (a bbolt file, or an etcd cluster). All methods
-// are safe for concurrent use.
+// Store is a set of rooms: the data model, quotas and watchers over an
+// Engine that keeps them (store/bolt: a bbolt file; store/etcd: an etcd
+// cluster). All methods are safe for concurrent use.
 type Store struct {
 	opts Options // static after opening
-	hub  *hub
-	be   backend
+	hub  *Hub
+	eng  Engine
 }
 
-// backend is where rooms live. It applies parsed writes durably, one
-// revision each, and hands committed changes to the hub in revision order.
-type backend interface {
-	// submit applies one write; it returns once the write is durable.
-	submit(ctx context.Context, o *op) (Result, error)
-	// read is the value at a location with its revision (ETag).
-	read(at Path) (Value, error)
-	// snapshot is a put of "/" with the value at a location, whose Rev is
-	// the revision the read reflects.
-	snapshot(at Path) (Event, error)
-	// changesAfter reads up to limit changes of a room after a revision. It
-	// reports provable=false when it cannot show that it has them all, and
-	// more=true when it stopped at the limit.
-	changesAfter(room string, after uint64, limit int) (changes []*change, provable, more bool, err error)
-	// watched says a room got its first watcher on this node. It returns
+// Engine is where rooms live: the seam between the model (this package)
+// and a storage engine. An engine applies each Write with Room.Apply,
+// durably and with a revision of its own, and hands committed changes to
+// the Hub in revision order. Its methods are called concurrently.
+type Engine interface {
+	// Submit applies one write; it returns once the write is durable.
+	Submit(ctx context.Context, w *Write) (Result, error)
+	// Read is the value at a location with its revision (ETag).
+	Read(at Path) (Value, error)
+	// Snapshot is a put of "/" with the value at a location, whose Rev is
+	// the (global) revision the read reflects.
+	Snapshot(at Path) (Event, error)
+	// ChangesAfter reads up to limit changes of a room after a revision.
+	// It reports provable=false when it cannot show that it has them all,
+	// and more=true when it stopped at the limit.
+	ChangesAfter(room string, after uint64, limit int) (changes []*Change, provable, more bool, err error)
+	// Watched says a room got its first watcher on this node. It returns
 	// once changes committed from now on reach the hub, and a stop to call
-	// when the room's last watcher left.
-	watched(room string) (stop func(), err error)
-	stats() Stats
-	close() error
-	// The records of onDisconnect sessions (disconnect.go).
-	saveDisconnect(room, session string, patch []byte, grace time.Duration) error
-	releaseDisconnect(room, session string)
-	claimDisconnect(room, session string) (bool, error)
-	dropDisconnect(room, session string) error
-	disconnects() ([]DisconnectRecord, error)
+	// when the room's last watcher left (nil: nothing to stop).
+	Watched(room string) (stop func(), err error)
+	Stats() Stats
+	// Close commits what is queued and releases the engine.
+	Close() error
+
+	// The records of onDisconnect sessions (see Store.SaveDisconnect).
+	SaveDisconnect(room, session string, patch []byte, grace time.Duration) error
+	ReleaseDisconnect(room, session string)
+	ClaimDisconnect(room, session string) (bool, error)
+	DropDisconnect(room, session string) error
+	Disconnects() ([]DisconnectRecord, error)
 }
 
-// Close ends every watcher with ErrClosed and closes the backend; writes
+// New opens a store on the engine that open returns; open gets the hub
+// for committed changes and the options with their defaults filled in.
+func New(opts Options, open func(*Hub, Options) (Engine, error)) (*Store, error) {
+	opts = opts.withDefaults()
+	h := newHub(opts.WatchQueue)
+	eng, err := open(h, opts)
+	if err != nil {
+		return nil, err
+	}
+	h.eng = eng
+	return &Store{opts: opts, hub: h, eng: eng}, nil
+}
+
+// Close ends every watcher with ErrClosed and closes the engine; writes
 // already queued are committed first.
 func (s *Store) Close() error {
-	if err := s.be.close(); err != nil {
+	if err := s.eng.Close(); err != nil {
 		return err
 	}
 	s.hub.close()
@@ -142,7 +160,7 @@ func (s *Store) Get(at Path) (Value, error) {
 	if err := at.check(); err != nil {
 		return Value{}, err
 	}
-	v, err := s.be.read(at)
+	v, err := s.eng.Read(at)
 	if err != nil {
 		return Value{}, fmt.Errorf("read %s: %w", at, err)
 	}
@@ -159,7 +177,7 @@ type Stats struct {
 
 // Stats reads the counters.
 func (s *Store) Stats() Stats {
-	st := s.be.stats()
+	st := s.eng.Stats()
 	st.Watchers = s.hub.count()
 	return st
 }
@@ -179,6 +197,8 @@ type Result struct {
 	// normalized patch object (PATCH).
 	Value []byte
 	Name  string // the push id (POST)
+
+	present bool // something is stored at the location: ETag is Rev (At)
 }
 
 // Put sets the value at a location (null deletes). A room takes an object or null.
@@ -200,8 +220,8 @@ func (s *Store) CheckPut(at Path, body []byte) error {
 	return err
 }
 
-func (s *Store) putOp(at Path, body []byte, cond Cond) (*op, error) {
-	o := &op{kind: opPut, at: at, cond: cond}
+func (s *Store) putOp(at Path, body []byte, cond Cond) (*Write, error) {
+	o := &Write{kind: writePut, at: at, cond: cond}
 	if err := s.checkBody(body); err != nil {
 		return nil, err
 	}
@@ -225,7 +245,7 @@ func (s *Store) putOp(at Path, body []byte, cond Cond) (*op, error) {
 
 // Delete deletes the value at a location.
 func (s *Store) Delete(ctx context.Context, at Path, cond Cond) (Result, error) {
-	return s.submit(ctx, &op{kind: opPut, at: at, cond: cond})
+	return s.submit(ctx, &Write{kind: writePut, at: at, cond: cond})
 }
 
 // Push appends body as a new child of a key, named by a fresh push id.
@@ -244,7 +264,7 @@ func (s *Store) Push(ctx context.Context, at Path, body []byte, cond Cond) (Resu
 	if err != nil {
 		return Result{}, err
 	}
-	return s.submit(ctx, &op{kind: opPush, at: at, cond: cond, child: child, serverValues: sv})
+	return s.submit(ctx, &Write{kind: writePush, at: at, cond: cond, child: child, serverValues: sv})
 }
 
 // Patch sets each member of body (a "key" or "key/child" of a room, a child
@@ -261,7 +281,7 @@ func (s *Store) Patch(ctx context.Context, at Path, body []byte, cond Cond) (Res
 	if err != nil {
 		return Result{}, err
 	}
-	return s.submit(ctx, &op{kind: opPatch, at: at, cond: cond, members: members, patchJSON: obj, serverValues: sv})
+	return s.submit(ctx, &Write{kind: writePatch, at: at, cond: cond, members: members, patchJSON: obj, serverValues: sv})
 }
 
 func (s *Store) checkBody(body []byte) error {
@@ -284,10 +304,10 @@ func (s *Store) CheckValueSize(n int64) error {
 	return nil
 }
 
-// submit validates a write's location and hands it to the backend.
-func (s *Store) submit(ctx context.Context, o *op) (Result, error) {
-	if err := o.at.check(); err != nil {
+// submit validates a write's location and hands it to the engine.
+func (s *Store) submit(ctx context.Context, w *Write) (Result, error) {
+	if err := w.at.check(); err != nil {
 		return Result{}, err
 	}
-	return s.be.submit(ctx, o)
+	return s.eng.Submit(ctx, w)
 }

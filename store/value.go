@@ -24,12 +24,6 @@ type childValue struct {
 	data []byte
 }
 
-// keyEntry is one key of a room.
-type keyEntry struct {
-	name  string
-	value keyValue
-}
-
 // patchMember is one member of a PATCH body, resolved against the patched
 // location: Key is set for room-level patches, Child for members naming a child.
 type patchMember struct {
@@ -83,7 +77,7 @@ func appendMember(b []byte, name string, data []byte) []byte {
 	return append(b, data...)
 }
 
-func roomJSON(keys []keyEntry) []byte {
+func roomJSON(keys []roomKey) []byte {
 	if len(keys) == 0 {
 		return []byte("null")
 	}
@@ -154,7 +148,7 @@ func keyOf(b []byte) (keyValue, error) {
 }
 
 // parseRoom normalizes a room's value: an object of keys, or null.
-func parseRoom(raw []byte) ([]keyEntry, error) {
+func parseRoom(raw []byte) ([]roomKey, error) {
 	b, err := compact(raw)
 	if err != nil {
 		return nil, err
@@ -169,14 +163,14 @@ func parseRoom(raw []byte) ([]keyEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	var keys []keyEntry
+	var keys []roomKey
 	for _, m := range members {
 		v, err := keyOf(m.value)
 		if err != nil {
 			return nil, err
 		}
 		if !v.absent() {
-			keys = append(keys, keyEntry{name: m.name, value: v})
+			keys = append(keys, roomKey{name: m.name, value: v})
 		}
 	}
 	return keys, nil

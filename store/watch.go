@@ -1,18 +1,14 @@
 package store
 
 import (
-	"errors"
 	"fmt"
 	"sync"
 	"time"
-
-	berrors "go.etcd.io/bbolt/errors"
 )
 
-// Catch-up reads the log in pages, so no read transaction stays open long.
+// Catch-up reads the log in pages, so no read stays open long.
 const (
-	catchUpPage      = 256
-	catchUpPageBytes = 1 << 20
+	catchUpPage = 256
 	// maxQueuedBytes bounds the changes queued for one watcher, besides the
 	// count in Options.WatchQueue.
 	maxQueuedBytes = 16 << 20
@@ -28,7 +24,7 @@ type Watcher struct {
 	ready chan struct{} // holds a token while Next may have work
 
 	mu          sync.Mutex // guards the fields below; taken by publish
-	queue       []*change  // committed changes not yet taken by Next
+	queue       []*Change  // committed changes not yet taken by Next
 	queuedBytes int
 	evicted     bool
 	closed      bool
@@ -77,20 +73,13 @@ func (w *Watcher) Replayed() bool { return w.replayed }
 // Next returns the events available now (possibly none). ErrEvicted means the
 // watcher fell too far behind; ErrClosed that the store is closing.
 func (w *Watcher) Next() ([]Event, error) {
-	var events []Event
-	var err error
 	switch w.mode {
 	case modeSnapshot:
-		events, err = w.snapshot()
+		return w.snapshot()
 	case modeCatchUp:
-		events, err = w.catchUp()
-	default:
-		events, err = w.live()
+		return w.catchUp()
 	}
-	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
-		err = ErrClosed
-	}
-	return events, err
+	return w.live()
 }
 
 // Close stops the watcher.
@@ -106,7 +95,7 @@ func (w *Watcher) signal() {
 }
 
 func (w *Watcher) snapshot() ([]Event, error) {
-	ev, err := w.s.be.snapshot(w.at)
+	ev, err := w.s.eng.Snapshot(w.at)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot of %s: %w", w.at, err)
 	}
@@ -118,7 +107,7 @@ func (w *Watcher) snapshot() ([]Event, error) {
 // catchUp reads the next page of logged changes after the cursor, falling
 // back to a snapshot when the log cannot prove it is complete.
 func (w *Watcher) catchUp() ([]Event, error) {
-	changes, provable, more, err := w.s.be.changesAfter(w.at.Room, w.cursor, catchUpPage)
+	changes, provable, more, err := w.s.eng.ChangesAfter(w.at.Room, w.cursor, catchUpPage)
 	if err != nil {
 		return nil, fmt.Errorf("catch up %s after %d: %w", w.at, w.cursor, err)
 	}
@@ -179,8 +168,8 @@ func (w *Watcher) evict() {
 
 // offer queues a committed change; a watcher whose queue is full is evicted
 // instead, so it never holds up the writer.
-func (w *Watcher) offer(c *change, limit int) {
-	if !w.at.contains(c.at) && !c.at.contains(w.at) {
+func (w *Watcher) offer(c *Change, limit int) {
+	if !w.at.Contains(c.at) && !c.at.Contains(w.at) {
 		return // another branch of the room
 	}
 	w.mu.Lock()
@@ -196,10 +185,11 @@ func (w *Watcher) offer(c *change, limit int) {
 	w.signal()
 }
 
-// hub holds the watchers of each room and hands them committed changes.
-type hub struct {
-	queueLimit int     // static
-	be         backend // static once the store is open
+// Hub holds the watchers of each room on this node; an engine hands it
+// committed changes.
+type Hub struct {
+	queueLimit int    // static
+	eng        Engine // static once the store is open
 
 	mu       sync.Mutex
 	rooms    map[string]*roomFeed
@@ -208,7 +198,7 @@ type hub struct {
 	closed   bool
 }
 
-// roomFeed is one room's watchers on this node, and the backend's feed of
+// roomFeed is one room's watchers on this node, and the engine's feed of
 // its changes.
 type roomFeed struct {
 	watchers map[*Watcher]struct{}
@@ -217,14 +207,14 @@ type roomFeed struct {
 	stop     func() // ends the feed; set before ready closes
 }
 
-func newHub(queueLimit int) *hub {
-	return &hub{queueLimit: queueLimit, rooms: make(map[string]*roomFeed), lastLeft: make(map[string]time.Time)}
+func newHub(queueLimit int) *Hub {
+	return &Hub{queueLimit: queueLimit, rooms: make(map[string]*roomFeed), lastLeft: make(map[string]time.Time)}
 }
 
 // add registers a watcher. The first watcher of a room starts the
-// backend's feed for it (outside the lock: it may take a round trip); the
+// engine's feed for it (outside the lock: it may take a round trip); the
 // others wait for it, so nobody reads before changes flow.
-func (h *hub) add(w *Watcher) error {
+func (h *Hub) add(w *Watcher) error {
 	room := w.at.Room
 	h.mu.Lock()
 	if h.closed {
@@ -241,7 +231,7 @@ func (h *hub) add(w *Watcher) error {
 	h.watchers++
 	h.mu.Unlock()
 	if first {
-		stop, err := h.be.watched(room)
+		stop, err := h.eng.Watched(room)
 		h.mu.Lock()
 		rf.stop, rf.err = stop, err
 		h.mu.Unlock()
@@ -255,7 +245,7 @@ func (h *hub) add(w *Watcher) error {
 	return nil
 }
 
-func (h *hub) remove(w *Watcher) {
+func (h *Hub) remove(w *Watcher) {
 	h.mu.Lock()
 	rf := h.rooms[w.at.Room]
 	if rf == nil {
@@ -283,8 +273,9 @@ func (h *hub) remove(w *Watcher) {
 	}
 }
 
-// publish hands committed changes, in revision order, to their watchers.
-func (h *hub) publish(changes []*change) {
+// Publish hands committed changes, in revision order, to their watchers.
+// It never waits on a watcher: one whose queue is full is evicted.
+func (h *Hub) Publish(changes []*Change) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, c := range changes {
@@ -296,9 +287,9 @@ func (h *hub) publish(changes []*change) {
 	}
 }
 
-// evictRoom drops every watcher of a room whose feed broke: they resume
+// EvictRoom drops every watcher of a room whose feed broke: they resume
 // from their last event id, or get a snapshot.
-func (h *hub) evictRoom(room string) {
+func (h *Hub) EvictRoom(room string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if rf := h.rooms[room]; rf != nil {
@@ -308,14 +299,16 @@ func (h *hub) evictRoom(room string) {
 	}
 }
 
-func (h *hub) watching(room string) (bool, time.Time) {
+// Watching reports whether the room has watchers on this node, and when
+// its last watcher left (zero if none did since ForgetLeftBefore).
+func (h *Hub) Watching(room string) (bool, time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.rooms[room] != nil, h.lastLeft[room]
 }
 
-// forgetLeftBefore drops departure times that no longer delay any expiry.
-func (h *hub) forgetLeftBefore(t time.Time) {
+// ForgetLeftBefore drops departure times that no longer delay any expiry.
+func (h *Hub) ForgetLeftBefore(t time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for room, left := range h.lastLeft {
@@ -325,14 +318,14 @@ func (h *hub) forgetLeftBefore(t time.Time) {
 	}
 }
 
-func (h *hub) count() int {
+func (h *Hub) count() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.watchers
 }
 
 // close ends every watcher with ErrClosed.
-func (h *hub) close() {
+func (h *Hub) close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true

@@ -24,6 +24,8 @@ import (
 	"github.com/sigbase/sigbase/api"
 	clientjs "github.com/sigbase/sigbase/client-js"
 	"github.com/sigbase/sigbase/store"
+	"github.com/sigbase/sigbase/store/bolt"
+	"github.com/sigbase/sigbase/store/etcd"
 )
 
 // serveConfig is everything `sigbase serve` is told by flags and environment.
@@ -44,7 +46,7 @@ type serveConfig struct {
 	secret          secretFlags
 	trustedProxies  listFlag
 	tls             tlsFlags
-	etcd            *store.EtcdOptions // from --store; nil: the bbolt file --data
+	etcd            *etcd.Options // from --store; nil: the bbolt file --data
 }
 
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (*serveConfig, error) {
@@ -359,25 +361,25 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 // openStore opens the embedded bbolt store, or the etcd one --store names.
 func openStore(c *serveConfig) (*store.Store, error) {
 	if c.etcd == nil {
-		return store.Open(c.data, c.store)
+		return bolt.Open(c.data, c.store)
 	}
-	return store.OpenEtcd(*c.etcd, c.store)
+	return etcd.Open(*c.etcd, c.store)
 }
 
 // parseEtcdURL reads etcd://host:2379,host2:2379/prefix.
-func parseEtcdURL(u string) (store.EtcdOptions, error) {
+func parseEtcdURL(u string) (etcd.Options, error) {
 	rest, ok := strings.CutPrefix(u, "etcd://")
 	if !ok || rest == "" {
-		return store.EtcdOptions{}, errors.New("want etcd://host:port[,host:port...][/prefix]")
+		return etcd.Options{}, errors.New("want etcd://host:port[,host:port...][/prefix]")
 	}
 	hosts, prefix, _ := strings.Cut(rest, "/")
-	var eo store.EtcdOptions
+	var eo etcd.Options
 	for _, h := range strings.Split(hosts, ",") {
 		if h = strings.TrimSpace(h); h == "" {
 			continue
 		}
 		if _, port, err := net.SplitHostPort(h); err != nil || port == "" {
-			return store.EtcdOptions{}, fmt.Errorf("etcd member %q: want host:port, e.g. etcd-1:2379", h)
+			return etcd.Options{}, fmt.Errorf("etcd member %q: want host:port, e.g. etcd-1:2379", h)
 		}
 		eo.Endpoints = append(eo.Endpoints, "http://"+h)
 	}
@@ -385,7 +387,7 @@ func parseEtcdURL(u string) (store.EtcdOptions, error) {
 		eo.Prefix = "/" + strings.Trim(prefix, "/") + "/"
 	}
 	if len(eo.Endpoints) == 0 {
-		return store.EtcdOptions{}, errors.New("names no etcd host")
+		return etcd.Options{}, errors.New("names no etcd host")
 	}
 	return eo, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sigbase/sigbase/api"
 	"github.com/sigbase/sigbase/store"
+	"github.com/sigbase/sigbase/store/bolt"
 )
 
 // TestMain lets the test binary stand in for sigbench when the write
@@ -29,7 +30,7 @@ func TestMain(m *testing.M) {
 // startServer runs a real sigbase in this process on 127.0.0.1:0.
 func startServer(t *testing.T) string {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{})
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

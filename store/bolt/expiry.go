@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -6,12 +6,13 @@ import (
 	"encoding/binary"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/sigbase/sigbase/store"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // sweep is the TTL sweeper goroutine: every sweepInterval it has the writer
 // delete the rooms that are due, in batches of at most maxGroup rooms.
-func (s *boltBackend) sweep(ctx context.Context) {
+func (s *engine) sweep(ctx context.Context) {
 	defer close(s.sweeperDone)
 	tick := time.NewTicker(s.sweepInterval())
 	defer tick.Stop()
@@ -22,27 +23,27 @@ func (s *boltBackend) sweep(ctx context.Context) {
 		case <-tick.C:
 		}
 		for s.due() {
-			o := &op{kind: opSweep}
-			if _, err := s.submit(ctx, o); err != nil || !o.more {
+			o := &op{} // a sweep
+			if err := s.submit(ctx, o); err != nil || !o.more {
 				break
 			}
 		}
-		s.hub.forgetLeftBefore(time.Now().Add(-s.opts.RoomTTL))
+		s.hub.ForgetLeftBefore(time.Now().Add(-s.opts.RoomTTL))
 	}
 }
 
 // sweepInterval is a quarter of the TTL, between 50 ms and a minute: a room
 // goes within 1.25 TTL of its last write (or watcher).
-func (s *boltBackend) sweepInterval() time.Duration {
+func (s *engine) sweepInterval() time.Duration {
 	return max(50*time.Millisecond, min(time.Minute, s.opts.RoomTTL/4))
 }
 
 // due reports, in a read-only look, whether any expiry index entry has
 // come due: most ticks then cost no write transaction.
-func (s *boltBackend) due() bool {
+func (s *engine) due() bool {
 	now := time.Now().UnixNano()
 	var due bool
-	_ = s.db.View(func(tx *bolt.Tx) error {
+	_ = s.db.View(func(tx *bbolt.Tx) error {
 		k, _ := tx.Bucket(bucketExpiry).Cursor().First()
 		due = len(k) >= 8 && int64(binary.BigEndian.Uint64(k)) <= now
 		return nil
@@ -92,7 +93,7 @@ func (t *txn) sweep(limit int) (bool, error) {
 			}
 			continue
 		}
-		if _, err := t.apply(&op{kind: opPut, at: Path{Room: room}}); err != nil {
+		if _, err := t.apply(store.RemoveRoom(room)); err != nil {
 			return false, err
 		}
 		t.expired++
@@ -101,8 +102,8 @@ func (t *txn) sweep(limit int) (bool, error) {
 }
 
 // keepUntil is the earliest time the room may expire given its watchers.
-func (s *boltBackend) keepUntil(room string, now time.Time) time.Time {
-	watched, lastLeft := s.hub.watching(room)
+func (s *engine) keepUntil(room string, now time.Time) time.Time {
+	watched, lastLeft := s.hub.Watching(room)
 	if watched {
 		return now.Add(s.opts.RoomTTL)
 	}

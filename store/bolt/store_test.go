@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/sigbase/sigbase/store"
+	"github.com/sigbase/sigbase/store/internal/model"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // testStore is a Store opened on a real bbolt file, closed by t.Cleanup. It
@@ -23,7 +25,8 @@ import (
 // watchers (Options.OnCommit runs after the writer published), so tests can
 // wait for delivery instead of sleeping.
 type testStore struct {
-	*Store
+	*store.Store
+	eng  *engine
 	path string
 	pub  *pubTracker
 }
@@ -35,37 +38,43 @@ type pubTracker struct {
 }
 
 // openStore opens a store on a new file in t.TempDir().
-func openStore(t testing.TB, opts Options) *testStore {
+func openStore(t testing.TB, opts store.Options) *testStore {
 	t.Helper()
 	return openPath(t, filepath.Join(t.TempDir(), "sigbase.db"), opts)
 }
 
 // openPath is the one opener: it opens the store at path and registers its
 // Close with t.Cleanup (closing twice is fine).
-func openPath(t testing.TB, path string, opts Options) *testStore {
+func openPath(t testing.TB, path string, opts store.Options) *testStore {
 	t.Helper()
 	tr := &pubTracker{changed: make(chan struct{})}
-	var sp atomic.Pointer[Store]
+	var ep atomic.Pointer[engine]
 	user := opts.OnCommit
 	opts.OnCommit = func(ops int, elapsed time.Duration, err error) {
-		if s := sp.Load(); s != nil {
-			tr.set(s.be.stats().Revision)
-		}
 		if user != nil {
-			user(ops, elapsed, err)
+			user(ops, elapsed, err) // first, so waitPublished also waits for it
+		}
+		if e := ep.Load(); e != nil {
+			tr.set(e.Stats().Revision)
 		}
 	}
-	s, err := Open(path, opts)
+	// Open, keeping the engine for tests that look inside it.
+	s, err := store.New(opts, func(h *store.Hub, opts store.Options) (store.Engine, error) {
+		e, err := open(path, h, opts)
+		if err == nil {
+			ep.Store(e)
+		}
+		return e, err
+	})
 	if err != nil {
 		t.Fatalf("Open(%s): %v", path, err)
 	}
-	sp.Store(s)
 	t.Cleanup(func() {
-		if err := s.Close(); err != nil && !errors.Is(err, ErrClosed) {
+		if err := s.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	return &testStore{Store: s, path: path, pub: tr}
+	return &testStore{Store: s, eng: ep.Load(), path: path, pub: tr}
 }
 
 func (p *pubTracker) set(rev uint64) {
@@ -101,9 +110,9 @@ func (s *testStore) waitPublished(t testing.TB, rev uint64) {
 // sync waits until everything committed so far reached the watchers.
 func (s *testStore) sync(t testing.TB) { t.Helper(); s.waitPublished(t, s.Stats().Revision) }
 
-func mustPath(t testing.TB, room, key, child string) Path {
+func mustPath(t testing.TB, room, key, child string) store.Path {
 	t.Helper()
-	p, err := NewPath(room, key, child)
+	p, err := store.NewPath(room, key, child)
 	if err != nil {
 		t.Fatalf("NewPath(%q, %q, %q): %v", room, key, child, err)
 	}
@@ -111,7 +120,7 @@ func mustPath(t testing.TB, room, key, child string) Path {
 }
 
 // loc parses "room", "room/key" or "room/key/child".
-func loc(t testing.TB, s string) Path {
+func loc(t testing.TB, s string) store.Path {
 	t.Helper()
 	parts := strings.Split(s, "/")
 	for len(parts) < 3 {
@@ -123,43 +132,43 @@ func loc(t testing.TB, s string) Path {
 	return mustPath(t, parts[0], parts[1], parts[2])
 }
 
-func (s *testStore) put(t testing.TB, at, body string) Result {
+func (s *testStore) put(t testing.TB, at, body string) store.Result {
 	t.Helper()
-	res, err := s.Put(t.Context(), loc(t, at), []byte(body), Cond{})
+	res, err := s.Put(t.Context(), loc(t, at), []byte(body), store.Cond{})
 	if err != nil {
 		t.Fatalf("Put(%s, %s): %v", at, body, err)
 	}
 	return res
 }
 
-func (s *testStore) patch(t testing.TB, at, body string) Result {
+func (s *testStore) patch(t testing.TB, at, body string) store.Result {
 	t.Helper()
-	res, err := s.Patch(t.Context(), loc(t, at), []byte(body), Cond{})
+	res, err := s.Patch(t.Context(), loc(t, at), []byte(body), store.Cond{})
 	if err != nil {
 		t.Fatalf("Patch(%s, %s): %v", at, body, err)
 	}
 	return res
 }
 
-func (s *testStore) push(t testing.TB, at, body string) Result {
+func (s *testStore) push(t testing.TB, at, body string) store.Result {
 	t.Helper()
-	res, err := s.Push(t.Context(), loc(t, at), []byte(body), Cond{})
+	res, err := s.Push(t.Context(), loc(t, at), []byte(body), store.Cond{})
 	if err != nil {
 		t.Fatalf("Push(%s, %s): %v", at, body, err)
 	}
 	return res
 }
 
-func (s *testStore) del(t testing.TB, at string) Result {
+func (s *testStore) del(t testing.TB, at string) store.Result {
 	t.Helper()
-	res, err := s.Delete(t.Context(), loc(t, at), Cond{})
+	res, err := s.Delete(t.Context(), loc(t, at), store.Cond{})
 	if err != nil {
 		t.Fatalf("Delete(%s): %v", at, err)
 	}
 	return res
 }
 
-func (s *testStore) get(t testing.TB, at string) Value {
+func (s *testStore) get(t testing.TB, at string) store.Value {
 	t.Helper()
 	v, err := s.Get(loc(t, at))
 	if err != nil {
@@ -190,19 +199,14 @@ func checkJSON(t testing.TB, what string, got []byte, want string) {
 	if !jsonEq(t, got, []byte(want)) {
 		t.Errorf("%s = %s, want %s", what, got, want)
 	}
-	if !isCompact(got) {
+	if !model.IsCompact(got) {
 		t.Errorf("%s = %q, not compact JSON", what, got)
 	}
 }
 
-func isCompact(b []byte) bool {
-	var buf bytes.Buffer
-	return json.Compact(&buf, b) == nil && bytes.Equal(buf.Bytes(), b)
-}
-
 func TestPutGetEveryLevel(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{})
+	s := openStore(t, store.Options{})
 	res := s.put(t, "r1", ` { "offer" : {"type":"offer","sdp":"v=0\r\n"},
 		"callerCandidates": {"c1": {"candidate":"a", "sdpMid":"0"}, "c2": 7} } `)
 	if res.Rev != 1 || res.ETag != 1 || res.Name != "" {
@@ -250,10 +254,10 @@ func TestPutGetEveryLevel(t *testing.T) {
 
 func TestEmptyValuesVanish(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{})
+	s := openStore(t, store.Options{})
 	for _, tc := range []struct {
 		at, body  string
-		wantValue string // Result.Value
+		wantValue string // store.Result.Value
 		wantRoom  string // Get room afterwards
 	}{
 		{"r", `{"a":{"x":1,"y":null,"z":{}},"b":null,"c":{},"d":{"x":null}}`, `{"a":{"x":1}}`, `{"a":{"x":1}}`},
@@ -285,7 +289,7 @@ func TestRoomPutNullOrEmptyDeletes(t *testing.T) {
 	for _, body := range []string{`null`, `{}`, ` { "a" : null } `} {
 		t.Run(body, func(t *testing.T) {
 			t.Parallel()
-			s := openStore(t, Options{})
+			s := openStore(t, store.Options{})
 			s.put(t, "r", `{"a":1}`)
 			res := s.put(t, "r", body)
 			if res.ETag != 0 || string(res.Value) != "null" || res.Rev != 2 {
@@ -300,7 +304,7 @@ func TestRoomPutNullOrEmptyDeletes(t *testing.T) {
 
 func TestDeleteEveryLevel(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{})
+	s := openStore(t, store.Options{})
 	s.put(t, "r", `{"a":{"x":1,"y":2},"b":"leaf"}`)
 	for _, tc := range []struct{ at, wantRoom string }{
 		{"r/a/x", `{"a":{"y":2},"b":"leaf"}`},
@@ -325,7 +329,7 @@ func TestDeleteEveryLevel(t *testing.T) {
 
 func TestChildUnderLeaf(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{})
+	s := openStore(t, store.Options{})
 	s.put(t, "r/k", `42`)
 	s.del(t, "r/k/x")
 	checkJSON(t, "leaf after deleting a child under it", s.get(t, "r/k").Data, `42`)
@@ -343,7 +347,7 @@ func TestChildUnderLeaf(t *testing.T) {
 
 func TestPush(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{})
+	s := openStore(t, store.Options{})
 	s.put(t, "r/other", `1`)
 	res := s.push(t, "r/callerCandidates", ` {"candidate": "c", "n": [1, 2]} `)
 	if !validPushID(res.Name) {
@@ -362,12 +366,15 @@ func TestPush(t *testing.T) {
 		t.Errorf("key Rev %d, want the POST's ETag %d", k.Rev, res.ETag)
 	}
 	for _, at := range []string{"r", "r/k/c"} {
-		_, err := s.Push(t.Context(), loc(t, at), []byte(`1`), Cond{})
-		if !errors.Is(err, ErrInvalidPath) {
+		_, err := s.Push(t.Context(), loc(t, at), []byte(`1`), store.Cond{})
+		if !errors.Is(err, store.ErrInvalidPath) {
 			t.Errorf("Push at %s: err %v, want ErrInvalidPath", at, err)
 		}
 	}
 }
+
+// pushAlphabet is Firebase's push id alphabet, in ASCII order.
+const pushAlphabet = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
 
 func validPushID(id string) bool {
 	if len(id) != 20 {
@@ -383,7 +390,7 @@ func validPushID(id string) bool {
 
 func TestPatch(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{})
+	s := openStore(t, store.Options{})
 	s.put(t, "r", `{"a":{"x":1,"y":2},"b":"leaf","c":3}`)
 
 	res := s.patch(t, "r", `{"a/x": {"n": 1}, "a/z": {}, "b": {"p": null, "q": 5}, "c": null, "d/w": "new"}`)
@@ -425,72 +432,72 @@ func TestPatch(t *testing.T) {
 // takes no revision and leaves every value as it was.
 func TestInvalidWritesChangeNothing(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{})
+	s := openStore(t, store.Options{})
 	s.put(t, "r", `{"a":{"x":1},"b":"leaf"}`)
 	long := strings.Repeat("k", 65)
-	at := func(s string) Path { return loc(t, s) }
+	at := func(s string) store.Path { return loc(t, s) }
 	tests := []struct {
 		name string
 		op   string // put, delete, push or patch
-		at   Path
+		at   store.Path
 		body string
 		want error
 	}{
-		{"bad JSON", "put", at("r/a"), `{"x":`, ErrInvalidValue},
-		{"empty body", "put", at("r/a"), ``, ErrInvalidValue},
-		{"trailing data after a value", "put", at("r/a/x"), `1 2`, ErrInvalidValue},
-		{"trailing data after an object", "put", at("r/a"), `{"x":1}{}`, ErrInvalidValue},
-		{"trailing data after a room", "put", at("r"), `{} x`, ErrInvalidValue},
-		{"invalid UTF-8", "put", at("r/a/x"), "\"\xff\xfe\"", ErrInvalidValue},
-		{"invalid UTF-8 in a member name", "put", at("r/a"), "{\"\xc3\":1}", ErrInvalidValue},
-		{"room PUT of a number", "put", at("r"), `5`, ErrInvalidValue},
-		{"room PUT of a string", "put", at("r"), `"x"`, ErrInvalidValue},
-		{"room PUT of an array", "put", at("r"), `[{"a":1}]`, ErrInvalidValue},
-		{"invalid key name in a room", "put", at("r"), `{"a b":1}`, ErrInvalidValue},
-		{"empty key name in a room", "put", at("r"), `{"":1}`, ErrInvalidValue},
-		{"key name of 65 characters", "put", at("r"), `{"` + long + `":1}`, ErrInvalidValue},
-		{"NUL in an escaped key name", "put", at("r"), `{"a\u0000b":1}`, ErrInvalidValue},
-		{"invalid child name in a key", "put", at("r/a"), `{"x/y":1}`, ErrInvalidValue},
-		{"invalid child name in a room", "put", at("r"), `{"a":{"x.y":1}}`, ErrInvalidValue},
-		{"PATCH of an array", "patch", at("r"), `[1]`, ErrInvalidValue},
-		{"PATCH of null", "patch", at("r/a"), `null`, ErrInvalidValue},
-		{"PATCH member too deep", "patch", at("r"), `{"a/x/y":1}`, ErrInvalidPath},
-		{"PATCH member with a leading slash", "patch", at("r"), `{"/a":1}`, ErrInvalidPath},
-		{"PATCH member with a trailing slash", "patch", at("r"), `{"a/":1}`, ErrInvalidPath},
-		{"PATCH member empty", "patch", at("r"), `{"":1}`, ErrInvalidPath},
-		{"PATCH member with a space", "patch", at("r"), `{"a b":1}`, ErrInvalidPath},
-		{"PATCH of a key with a nested member", "patch", at("r/a"), `{"x/y":1}`, ErrInvalidPath},
-		{"PATCH members overlap", "patch", at("r"), `{"a":{"x":2},"a/x":3}`, ErrInvalidPath},
-		{"PATCH members overlap, deleting", "patch", at("r"), `{"a/y":null,"a":null}`, ErrInvalidPath},
-		{"PATCH with an invalid child name in a value", "patch", at("r"), `{"a":{"x y":1}}`, ErrInvalidValue},
-		{"PATCH of a child", "patch", at("r/a/x"), `{"p":1}`, ErrInvalidPath},
-		{"POST to a room", "push", at("r"), `1`, ErrInvalidPath},
-		{"POST to a child", "push", at("r/a/x"), `1`, ErrInvalidPath},
-		{"POST of bad JSON", "push", at("r/a"), `{`, ErrInvalidValue},
+		{"bad JSON", "put", at("r/a"), `{"x":`, store.ErrInvalidValue},
+		{"empty body", "put", at("r/a"), ``, store.ErrInvalidValue},
+		{"trailing data after a value", "put", at("r/a/x"), `1 2`, store.ErrInvalidValue},
+		{"trailing data after an object", "put", at("r/a"), `{"x":1}{}`, store.ErrInvalidValue},
+		{"trailing data after a room", "put", at("r"), `{} x`, store.ErrInvalidValue},
+		{"invalid UTF-8", "put", at("r/a/x"), "\"\xff\xfe\"", store.ErrInvalidValue},
+		{"invalid UTF-8 in a member name", "put", at("r/a"), "{\"\xc3\":1}", store.ErrInvalidValue},
+		{"room PUT of a number", "put", at("r"), `5`, store.ErrInvalidValue},
+		{"room PUT of a string", "put", at("r"), `"x"`, store.ErrInvalidValue},
+		{"room PUT of an array", "put", at("r"), `[{"a":1}]`, store.ErrInvalidValue},
+		{"invalid key name in a room", "put", at("r"), `{"a b":1}`, store.ErrInvalidValue},
+		{"empty key name in a room", "put", at("r"), `{"":1}`, store.ErrInvalidValue},
+		{"key name of 65 characters", "put", at("r"), `{"` + long + `":1}`, store.ErrInvalidValue},
+		{"NUL in an escaped key name", "put", at("r"), `{"a\u0000b":1}`, store.ErrInvalidValue},
+		{"invalid child name in a key", "put", at("r/a"), `{"x/y":1}`, store.ErrInvalidValue},
+		{"invalid child name in a room", "put", at("r"), `{"a":{"x.y":1}}`, store.ErrInvalidValue},
+		{"PATCH of an array", "patch", at("r"), `[1]`, store.ErrInvalidValue},
+		{"PATCH of null", "patch", at("r/a"), `null`, store.ErrInvalidValue},
+		{"PATCH member too deep", "patch", at("r"), `{"a/x/y":1}`, store.ErrInvalidPath},
+		{"PATCH member with a leading slash", "patch", at("r"), `{"/a":1}`, store.ErrInvalidPath},
+		{"PATCH member with a trailing slash", "patch", at("r"), `{"a/":1}`, store.ErrInvalidPath},
+		{"PATCH member empty", "patch", at("r"), `{"":1}`, store.ErrInvalidPath},
+		{"PATCH member with a space", "patch", at("r"), `{"a b":1}`, store.ErrInvalidPath},
+		{"PATCH of a key with a nested member", "patch", at("r/a"), `{"x/y":1}`, store.ErrInvalidPath},
+		{"PATCH members overlap", "patch", at("r"), `{"a":{"x":2},"a/x":3}`, store.ErrInvalidPath},
+		{"PATCH members overlap, deleting", "patch", at("r"), `{"a/y":null,"a":null}`, store.ErrInvalidPath},
+		{"PATCH with an invalid child name in a value", "patch", at("r"), `{"a":{"x y":1}}`, store.ErrInvalidValue},
+		{"PATCH of a child", "patch", at("r/a/x"), `{"p":1}`, store.ErrInvalidPath},
+		{"POST to a room", "push", at("r"), `1`, store.ErrInvalidPath},
+		{"POST to a child", "push", at("r/a/x"), `1`, store.ErrInvalidPath},
+		{"POST of bad JSON", "push", at("r/a"), `{`, store.ErrInvalidValue},
 		// Path's fields are exported: the store checks names it did not make.
-		{"a Path with a NUL in its room", "put", Path{Room: "r\x00a"}, `{"a":1}`, ErrInvalidPath},
-		{"a Path with a child but no key", "put", Path{Room: "r", Child: "x"}, `1`, ErrInvalidPath},
-		{"a Path with a slash in its key", "patch", Path{Room: "r", Key: "a/x"}, `{"y":1}`, ErrInvalidPath},
-		{"a zero Path", "delete", Path{}, ``, ErrInvalidPath},
+		{"a Path with a NUL in its room", "put", store.Path{Room: "r\x00a"}, `{"a":1}`, store.ErrInvalidPath},
+		{"a Path with a child but no key", "put", store.Path{Room: "r", Child: "x"}, `1`, store.ErrInvalidPath},
+		{"a Path with a slash in its key", "patch", store.Path{Room: "r", Key: "a/x"}, `{"y":1}`, store.ErrInvalidPath},
+		{"a zero Path", "delete", store.Path{}, ``, store.ErrInvalidPath},
 	}
 	for _, tc := range tests {
 		before, room := s.Stats().Revision, s.get(t, "r")
-		var res Result
+		var res store.Result
 		var err error
 		switch tc.op {
 		case "put":
-			res, err = s.Put(t.Context(), tc.at, []byte(tc.body), Cond{})
+			res, err = s.Put(t.Context(), tc.at, []byte(tc.body), store.Cond{})
 		case "delete":
-			res, err = s.Delete(t.Context(), tc.at, Cond{})
+			res, err = s.Delete(t.Context(), tc.at, store.Cond{})
 		case "push":
-			res, err = s.Push(t.Context(), tc.at, []byte(tc.body), Cond{})
+			res, err = s.Push(t.Context(), tc.at, []byte(tc.body), store.Cond{})
 		case "patch":
-			res, err = s.Patch(t.Context(), tc.at, []byte(tc.body), Cond{})
+			res, err = s.Patch(t.Context(), tc.at, []byte(tc.body), store.Cond{})
 		}
 		if !errors.Is(err, tc.want) {
 			t.Errorf("%s: err %v, want %v", tc.name, err, tc.want)
 		}
-		for _, other := range []error{ErrInvalidValue, ErrInvalidPath, ErrConditionFailed, ErrValueTooLarge} {
+		for _, other := range []error{store.ErrInvalidValue, store.ErrInvalidPath, store.ErrConditionFailed, store.ErrValueTooLarge} {
 			if other != tc.want && errors.Is(err, other) {
 				t.Errorf("%s: err %v also matches %v", tc.name, err, other)
 			}
@@ -505,11 +512,11 @@ func TestInvalidWritesChangeNothing(t *testing.T) {
 			t.Errorf("%s: room %s rev %d -> %s rev %d, want unchanged", tc.name, room.Data, room.Rev, now.Data, now.Rev)
 		}
 	}
-	for _, p := range []Path{{Room: "r\x00a"}, {Room: "r", Child: "x"}} {
-		if _, err := s.Get(p); !errors.Is(err, ErrInvalidPath) {
+	for _, p := range []store.Path{{Room: "r\x00a"}, {Room: "r", Child: "x"}} {
+		if _, err := s.Get(p); !errors.Is(err, store.ErrInvalidPath) {
 			t.Errorf("Get(%q): %v, want ErrInvalidPath", p, err)
 		}
-		if _, err := s.Watch(p, 0, false); !errors.Is(err, ErrInvalidPath) {
+		if _, err := s.Watch(p, 0, false); !errors.Is(err, store.ErrInvalidPath) {
 			t.Errorf("Watch(%q): %v, want ErrInvalidPath", p, err)
 		}
 	}
@@ -545,28 +552,28 @@ func TestNewPath(t *testing.T) {
 		{"r1", "k", ".", false},
 		{"r1", "..", "", false},
 	} {
-		p, err := NewPath(tc.room, tc.key, tc.child)
+		p, err := store.NewPath(tc.room, tc.key, tc.child)
 		if tc.ok {
 			if err != nil {
 				t.Errorf("NewPath(%q, %q, %q): %v, want ok", tc.room, tc.key, tc.child, err)
 				continue
 			}
-			if p != (Path{tc.room, tc.key, tc.child}) {
+			if p != (store.Path{Room: tc.room, Key: tc.key, Child: tc.child}) {
 				t.Errorf("NewPath(%q, %q, %q) = %+v", tc.room, tc.key, tc.child, p)
 			}
 			want := "/rooms/" + strings.TrimRight(tc.room+"/"+tc.key+"/"+tc.child, "/")
 			if p.String() != want {
 				t.Errorf("String() = %q, want %q", p.String(), want)
 			}
-		} else if !errors.Is(err, ErrInvalidPath) || p != (Path{}) {
-			t.Errorf("NewPath(%q, %q, %q) = %+v, %v; want ErrInvalidPath", clip(tc.room), tc.key, tc.child, p, err)
+		} else if !errors.Is(err, store.ErrInvalidPath) || p != (store.Path{}) {
+			t.Errorf("NewPath(%q, %q, %q) = %+v, %v; want ErrInvalidPath", tc.room[:min(len(tc.room), 20)], tc.key, tc.child, p, err)
 		}
 	}
 }
 
 func TestConditionalWrites(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{})
+	s := openStore(t, store.Options{})
 	ctx := t.Context()
 	s.put(t, "r", `{"offer":"o1","answer":"a1"}`) // rev 1
 	s.put(t, "r/answer", `"a2"`)                  // rev 2
@@ -574,8 +581,8 @@ func TestConditionalWrites(t *testing.T) {
 	offer, answer, room := loc(t, "r/offer"), loc(t, "r/answer"), loc(t, "r")
 	wantCondErr := func(what string, err error, value string, rev uint64) {
 		t.Helper()
-		var ce *ConditionError
-		if !errors.As(err, &ce) || !errors.Is(err, ErrConditionFailed) {
+		var ce *store.ConditionError
+		if !errors.As(err, &ce) || !errors.Is(err, store.ErrConditionFailed) {
 			t.Fatalf("%s: err %v, want a *ConditionError", what, err)
 		}
 		checkJSON(t, what+": ConditionError.Value", ce.Value, value)
@@ -591,55 +598,55 @@ func TestConditionalWrites(t *testing.T) {
 	}
 
 	// The offer's ETag is 1: a write of the answer does not move it.
-	if _, err := s.Put(ctx, offer, []byte(`"o2"`), Cond{Set: true, Rev: 2}); err == nil {
+	if _, err := s.Put(ctx, offer, []byte(`"o2"`), store.Cond{Set: true, Rev: 2}); err == nil {
 		t.Fatal("PUT offer If-Match 2 succeeded, want a mismatch (offer is at 1)")
 	} else {
 		wantCondErr("PUT offer If-Match 2", err, `"o1"`, 1)
 	}
 	unchanged("failed PUT", 2)
-	res, err := s.Put(ctx, offer, []byte(`"o2"`), Cond{Set: true, Rev: 1})
+	res, err := s.Put(ctx, offer, []byte(`"o2"`), store.Cond{Set: true, Rev: 1})
 	if err != nil || res.Rev != 3 || res.ETag != 3 {
 		t.Fatalf("PUT offer If-Match 1: %+v, %v; want Rev 3", res, err)
 	}
 
 	// The room's ETag is its last change anywhere below it.
-	_, err = s.Delete(ctx, room, Cond{Set: true, Rev: 2})
+	_, err = s.Delete(ctx, room, store.Cond{Set: true, Rev: 2})
 	wantCondErr("DELETE room If-Match 2", err, `{"answer":"a2","offer":"o2"}`, 3)
 	unchanged("failed DELETE", 3)
 
 	// null_etag: only where nothing is stored.
-	_, err = s.Put(ctx, answer, []byte(`"a3"`), Cond{Set: true})
+	_, err = s.Put(ctx, answer, []byte(`"a3"`), store.Cond{Set: true})
 	wantCondErr("PUT answer If-Match null_etag", err, `"a2"`, 2)
-	res, err = s.Put(ctx, loc(t, "r/callee"), []byte(`"c"`), Cond{Set: true})
+	res, err = s.Put(ctx, loc(t, "r/callee"), []byte(`"c"`), store.Cond{Set: true})
 	if err != nil || res.ETag != 4 {
 		t.Fatalf("PUT absent key If-Match null_etag: %+v, %v", res, err)
 	}
-	_, err = s.Put(ctx, loc(t, "r2"), []byte(`{"a":1}`), Cond{Set: true, Rev: 1})
+	_, err = s.Put(ctx, loc(t, "r2"), []byte(`{"a":1}`), store.Cond{Set: true, Rev: 1})
 	wantCondErr("PUT absent room If-Match 1", err, `null`, 0)
-	_, err = s.Put(ctx, loc(t, "r/offer/x"), []byte(`1`), Cond{Set: true, Rev: 3})
+	_, err = s.Put(ctx, loc(t, "r/offer/x"), []byte(`1`), store.Cond{Set: true, Rev: 3})
 	wantCondErr("PUT child under a leaf If-Match 3", err, `null`, 0)
 	unchanged("failed null_etag writes", 4)
 
 	// PATCH and POST compare with their own location.
-	_, err = s.Patch(ctx, room, []byte(`{"answer":"a3"}`), Cond{Set: true, Rev: 3})
+	_, err = s.Patch(ctx, room, []byte(`{"answer":"a3"}`), store.Cond{Set: true, Rev: 3})
 	wantCondErr("PATCH room If-Match 3", err, `{"answer":"a2","callee":"c","offer":"o2"}`, 4)
-	if res, err = s.Patch(ctx, room, []byte(`{"answer":"a3"}`), Cond{Set: true, Rev: 4}); err != nil || res.Rev != 5 {
+	if res, err = s.Patch(ctx, room, []byte(`{"answer":"a3"}`), store.Cond{Set: true, Rev: 4}); err != nil || res.Rev != 5 {
 		t.Fatalf("PATCH room If-Match 4: %+v, %v", res, err)
 	}
 	cand := loc(t, "r/cands")
-	if res, err = s.Push(ctx, cand, []byte(`"c1"`), Cond{Set: true}); err != nil || res.ETag != 6 {
+	if res, err = s.Push(ctx, cand, []byte(`"c1"`), store.Cond{Set: true}); err != nil || res.ETag != 6 {
 		t.Fatalf("POST If-Match null_etag to an absent key: %+v, %v", res, err)
 	}
-	_, err = s.Push(ctx, cand, []byte(`"c2"`), Cond{Set: true})
+	_, err = s.Push(ctx, cand, []byte(`"c2"`), store.Cond{Set: true})
 	wantCondErr("POST If-Match null_etag to a present key", err, `{"`+res.Name+`":"c1"}`, 6)
-	if res, err = s.Push(ctx, cand, []byte(`"c2"`), Cond{Set: true, Rev: 6}); err != nil || res.Rev != 7 {
+	if res, err = s.Push(ctx, cand, []byte(`"c2"`), store.Cond{Set: true, Rev: 6}); err != nil || res.Rev != 7 {
 		t.Fatalf("POST If-Match 6: %+v, %v", res, err)
 	}
 	// Deleting with the right ETag, then null_etag holds.
-	if res, err = s.Delete(ctx, room, Cond{Set: true, Rev: 7}); err != nil || res.ETag != 0 {
+	if res, err = s.Delete(ctx, room, store.Cond{Set: true, Rev: 7}); err != nil || res.ETag != 0 {
 		t.Fatalf("DELETE room If-Match 7: %+v, %v", res, err)
 	}
-	if _, err = s.Put(ctx, room, []byte(`{"offer":"o3"}`), Cond{Set: true}); err != nil {
+	if _, err = s.Put(ctx, room, []byte(`{"offer":"o3"}`), store.Cond{Set: true}); err != nil {
 		t.Fatalf("PUT deleted room If-Match null_etag: %v", err)
 	}
 }
@@ -649,7 +656,7 @@ func TestConditionalWrites(t *testing.T) {
 func TestConditionFailureIsPerWrite(t *testing.T) {
 	t.Parallel()
 	var maxGroup atomic.Int64 // the largest commit group
-	s := openStore(t, Options{Limits: Limits{MaxKeys: 4}, OnCommit: func(ops int, _ time.Duration, err error) {
+	s := openStore(t, store.Options{Limits: store.Limits{MaxKeys: 4}, OnCommit: func(ops int, _ time.Duration, err error) {
 		if int64(ops) > maxGroup.Load() {
 			maxGroup.Store(int64(ops))
 		}
@@ -657,9 +664,9 @@ func TestConditionFailureIsPerWrite(t *testing.T) {
 	s.put(t, "r/k", `0`)
 	// Hold bbolt's write lock while the writes queue up, so they commit in
 	// groups however the scheduler runs them.
-	b := s.be.(*boltBackend)
+	b := s.eng
 	held, release := make(chan struct{}), make(chan struct{})
-	go b.db.Update(func(*bolt.Tx) error { close(held); <-release; return nil })
+	go b.db.Update(func(*bbolt.Tx) error { close(held); <-release; return nil })
 	<-held
 	const n = 200
 	var wg sync.WaitGroup
@@ -674,11 +681,11 @@ func TestConditionFailureIsPerWrite(t *testing.T) {
 			var err error
 			switch i % 4 {
 			case 0: // stale precondition
-				_, err = s.Put(t.Context(), loc(t, "r/k"), []byte(`1`), Cond{Set: true, Rev: 1 << 40})
+				_, err = s.Put(t.Context(), loc(t, "r/k"), []byte(`1`), store.Cond{Set: true, Rev: 1 << 40})
 			case 1: // over MaxKeys: r has k, q, and these would add more
-				_, err = s.Put(t.Context(), loc(t, "r"), []byte(`{"a":1,"b":2,"c":3,"d":4,"e":5}`), Cond{})
+				_, err = s.Put(t.Context(), loc(t, "r"), []byte(`{"a":1,"b":2,"c":3,"d":4,"e":5}`), store.Cond{})
 			default:
-				_, err = s.Put(t.Context(), mustPath(t, fmt.Sprintf("ok%d", i), "v", ""), []byte(`1`), Cond{})
+				_, err = s.Put(t.Context(), mustPath(t, fmt.Sprintf("ok%d", i), "v", ""), []byte(`1`), store.Cond{})
 			}
 			errs[i] = err
 		})
@@ -688,9 +695,9 @@ func TestConditionFailureIsPerWrite(t *testing.T) {
 		var want error
 		switch i % 4 {
 		case 0:
-			want = ErrConditionFailed
+			want = store.ErrConditionFailed
 		case 1:
-			want = ErrTooManyKeys
+			want = store.ErrTooManyKeys
 		}
 		if !errors.Is(err, want) && !(want == nil && err == nil) {
 			t.Errorf("write %d: err %v, want %v", i, err, want)
@@ -700,7 +707,9 @@ func TestConditionFailureIsPerWrite(t *testing.T) {
 		t.Errorf("revision %d, want %d: one per successful write", got, want)
 	}
 	// Half the writes fail: in a group this large, failing and succeeding
-	// writes shared a commit.
+	// writes shared a commit. OnCommit runs after the callers got their
+	// results: wait for it.
+	s.waitPublished(t, s.Stats().Revision)
 	if g := maxGroup.Load(); g < 8 {
 		t.Errorf("largest commit group %d writes: the test did not exercise groups", g)
 	}
@@ -711,7 +720,7 @@ func TestConditionFailureIsPerWrite(t *testing.T) {
 
 func TestPushIDsOrdered(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{Limits: Limits{MaxChildren: 1000}})
+	s := openStore(t, store.Options{Limits: store.Limits{MaxChildren: 1000}})
 	const n, workers, keys = 10000, 16, 20
 	type pushed struct {
 		rev  uint64
@@ -722,7 +731,7 @@ func TestPushIDsOrdered(t *testing.T) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < n; i += workers {
-				res, err := s.Push(t.Context(), mustPath(t, "r", fmt.Sprintf("k%d", i%keys), ""), []byte(`1`), Cond{})
+				res, err := s.Push(t.Context(), mustPath(t, "r", fmt.Sprintf("k%d", i%keys), ""), []byte(`1`), store.Cond{})
 				if err != nil {
 					t.Errorf("push %d: %v", i, err)
 					return
@@ -760,45 +769,12 @@ func decodePushTime(id string) int64 {
 	return ms
 }
 
-func TestPushIDGeneratorClock(t *testing.T) {
-	t.Parallel()
-	var g pushIDs
-	base := time.UnixMilli(1_700_000_000_000)
-	var ids []string
-	// Same millisecond, forward, backwards by an hour, and forward again.
-	for _, at := range []time.Time{base, base, base, base.Add(time.Millisecond), base.Add(-time.Hour), base.Add(-time.Hour), base, base.Add(2 * time.Millisecond)} {
-		ids = append(ids, g.next(at))
-	}
-	// The random part wraps within one millisecond: the id borrows the next one.
-	for i := range g.random {
-		g.random[i] = 63
-	}
-	ids = append(ids, g.next(base), g.next(base))
-	for i, id := range ids {
-		if !validPushID(id) {
-			t.Errorf("id %d %q is not a push id", i, id)
-		}
-		if i > 0 && id <= ids[i-1] {
-			t.Errorf("id %d %q not after id %d %q", i, id, i-1, ids[i-1])
-		}
-	}
-	if got, want := decodePushTime(ids[0]), base.UnixMilli(); got != want {
-		t.Errorf("time part of %q = %d, want %d", ids[0], got, want)
-	}
-	if ids[1][:8] != ids[0][:8] || ids[1][8:] <= ids[0][8:] {
-		t.Errorf("same millisecond: %q then %q, want the same time part and an incremented random part", ids[0], ids[1])
-	}
-	if got, want := ids[len(ids)-2], ids[len(ids)-3]; decodePushTime(got) != decodePushTime(want)+1 || got[8:] != strings.Repeat("-", 12) {
-		t.Errorf("after wrapping: %q follows %q, want the next millisecond and a zero random part", got, want)
-	}
-}
-
 func TestQuotas(t *testing.T) {
 	t.Parallel()
-	sentinels := []error{ErrValueTooLarge, ErrTooManyKeys, ErrTooManyChildren, ErrRoomTooLarge, ErrDatabaseFull, ErrInvalidValue, ErrConditionFailed}
+	sentinels := []error{store.ErrValueTooLarge, store.ErrTooManyKeys, store.ErrTooManyChildren, store.ErrRoomTooLarge, store.ErrDatabaseFull, store.ErrInvalidValue, store.ErrConditionFailed}
 	for _, tc := range []struct {
 		name   string
-		limits Limits
+		limits store.Limits
 		setup  []string // "key=value" PUTs in room r
 		at     string
 		op     string // put, push, patch
@@ -806,22 +782,22 @@ func TestQuotas(t *testing.T) {
 		want   error
 		ok     string // a write that still succeeds (at=body), "" for none
 	}{
-		{"value size", Limits{MaxValueBytes: 20}, nil, "r/k", "put", `"` + strings.Repeat("x", 19) + `"`, ErrValueTooLarge, "r/k=" + `"` + strings.Repeat("x", 18) + `"`},
-		{"value size of a POST", Limits{MaxValueBytes: 20}, nil, "r/k", "push", `"` + strings.Repeat("x", 19) + `"`, ErrValueTooLarge, ""},
-		{"value size of a PATCH", Limits{MaxValueBytes: 20}, nil, "r", "patch", `{"k":"` + strings.Repeat("x", 20) + `"}`, ErrValueTooLarge, ""},
-		{"keys by PUT", Limits{MaxKeys: 2}, []string{"a=1", "b=2"}, "r/c", "put", `3`, ErrTooManyKeys, "r/b=5"},
-		{"keys by room PUT", Limits{MaxKeys: 2}, nil, "r", "put", `{"a":1,"b":2,"c":3}`, ErrTooManyKeys, `r={"a":1,"b":2}`},
-		{"keys by PATCH", Limits{MaxKeys: 2}, []string{"a=1"}, "r", "patch", `{"b":1,"c/x":2}`, ErrTooManyKeys, ""},
-		{"keys by POST", Limits{MaxKeys: 1}, []string{"a=1"}, "r/b", "push", `1`, ErrTooManyKeys, ""},
-		{"children by POST", Limits{MaxChildren: 2}, []string{`a={"x":1,"y":2}`}, "r/a", "push", `3`, ErrTooManyChildren, "r/a/x=7"},
-		{"children by PUT", Limits{MaxChildren: 2}, nil, "r/a", "put", `{"x":1,"y":2,"z":3}`, ErrTooManyChildren, ""},
-		{"children by PATCH", Limits{MaxChildren: 2}, []string{`a={"x":1}`}, "r/a", "patch", `{"y":1,"z":2}`, ErrTooManyChildren, ""},
-		{"room bytes", Limits{MaxRoomBytes: 300}, []string{`a="` + strings.Repeat("x", 200) + `"`}, "r/b", "put", `"` + strings.Repeat("y", 100) + `"`, ErrRoomTooLarge, `r/b="small"`},
-		{"room bytes by many small records", Limits{MaxRoomBytes: 32 * 10}, nil, "r", "put", `{"a":{"b":1,"c":2,"d":3,"e":4,"f":5,"g":6,"h":7,"i":8,"j":9,"k":10}}`, ErrRoomTooLarge, ""},
+		{"value size", store.Limits{MaxValueBytes: 20}, nil, "r/k", "put", `"` + strings.Repeat("x", 19) + `"`, store.ErrValueTooLarge, "r/k=" + `"` + strings.Repeat("x", 18) + `"`},
+		{"value size of a POST", store.Limits{MaxValueBytes: 20}, nil, "r/k", "push", `"` + strings.Repeat("x", 19) + `"`, store.ErrValueTooLarge, ""},
+		{"value size of a PATCH", store.Limits{MaxValueBytes: 20}, nil, "r", "patch", `{"k":"` + strings.Repeat("x", 20) + `"}`, store.ErrValueTooLarge, ""},
+		{"keys by PUT", store.Limits{MaxKeys: 2}, []string{"a=1", "b=2"}, "r/c", "put", `3`, store.ErrTooManyKeys, "r/b=5"},
+		{"keys by room PUT", store.Limits{MaxKeys: 2}, nil, "r", "put", `{"a":1,"b":2,"c":3}`, store.ErrTooManyKeys, `r={"a":1,"b":2}`},
+		{"keys by PATCH", store.Limits{MaxKeys: 2}, []string{"a=1"}, "r", "patch", `{"b":1,"c/x":2}`, store.ErrTooManyKeys, ""},
+		{"keys by POST", store.Limits{MaxKeys: 1}, []string{"a=1"}, "r/b", "push", `1`, store.ErrTooManyKeys, ""},
+		{"children by POST", store.Limits{MaxChildren: 2}, []string{`a={"x":1,"y":2}`}, "r/a", "push", `3`, store.ErrTooManyChildren, "r/a/x=7"},
+		{"children by PUT", store.Limits{MaxChildren: 2}, nil, "r/a", "put", `{"x":1,"y":2,"z":3}`, store.ErrTooManyChildren, ""},
+		{"children by PATCH", store.Limits{MaxChildren: 2}, []string{`a={"x":1}`}, "r/a", "patch", `{"y":1,"z":2}`, store.ErrTooManyChildren, ""},
+		{"room bytes", store.Limits{MaxRoomBytes: 300}, []string{`a="` + strings.Repeat("x", 200) + `"`}, "r/b", "put", `"` + strings.Repeat("y", 100) + `"`, store.ErrRoomTooLarge, `r/b="small"`},
+		{"room bytes by many small records", store.Limits{MaxRoomBytes: 32 * 10}, nil, "r", "put", `{"a":{"b":1,"c":2,"d":3,"e":4,"f":5,"g":6,"h":7,"i":8,"j":9,"k":10}}`, store.ErrRoomTooLarge, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := openStore(t, Options{Limits: tc.limits})
+			s := openStore(t, store.Options{Limits: tc.limits})
 			for _, kv := range tc.setup {
 				k, v, _ := strings.Cut(kv, "=")
 				s.put(t, "r/"+k, v)
@@ -830,11 +806,11 @@ func TestQuotas(t *testing.T) {
 			var err error
 			switch tc.op {
 			case "put":
-				_, err = s.Put(t.Context(), loc(t, tc.at), []byte(tc.body), Cond{})
+				_, err = s.Put(t.Context(), loc(t, tc.at), []byte(tc.body), store.Cond{})
 			case "push":
-				_, err = s.Push(t.Context(), loc(t, tc.at), []byte(tc.body), Cond{})
+				_, err = s.Push(t.Context(), loc(t, tc.at), []byte(tc.body), store.Cond{})
 			case "patch":
-				_, err = s.Patch(t.Context(), loc(t, tc.at), []byte(tc.body), Cond{})
+				_, err = s.Patch(t.Context(), loc(t, tc.at), []byte(tc.body), store.Cond{})
 			}
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("%s %s %s: err %v, want %v", tc.op, tc.at, tc.body, err, tc.want)
@@ -862,14 +838,14 @@ func TestQuotas(t *testing.T) {
 func TestQuotasRefuseGrowthOnly(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "sigbase.db")
-	s := openPath(t, path, Options{})
+	s := openPath(t, path, store.Options{})
 	s.put(t, "r", `{"a":{"x":1,"y":2,"z":3},"b":1,"c":2}`)
 	s.Close()
-	s = openPath(t, path, Options{Limits: Limits{MaxKeys: 1, MaxChildren: 1}})
-	if _, err := s.Put(t.Context(), loc(t, "r/d"), []byte(`1`), Cond{}); !errors.Is(err, ErrTooManyKeys) {
+	s = openPath(t, path, store.Options{Limits: store.Limits{MaxKeys: 1, MaxChildren: 1}})
+	if _, err := s.Put(t.Context(), loc(t, "r/d"), []byte(`1`), store.Cond{}); !errors.Is(err, store.ErrTooManyKeys) {
 		t.Errorf("adding a key over the lowered limit: %v, want ErrTooManyKeys", err)
 	}
-	if _, err := s.Push(t.Context(), loc(t, "r/a"), []byte(`1`), Cond{}); !errors.Is(err, ErrTooManyChildren) {
+	if _, err := s.Push(t.Context(), loc(t, "r/a"), []byte(`1`), store.Cond{}); !errors.Is(err, store.ErrTooManyChildren) {
 		t.Errorf("adding a child over the lowered limit: %v, want ErrTooManyChildren", err)
 	}
 	s.del(t, "r/b")
@@ -880,17 +856,17 @@ func TestQuotasRefuseGrowthOnly(t *testing.T) {
 
 func TestDatabaseFull(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{MaxSize: 1 << 20})
+	s := openStore(t, store.Options{MaxSize: 1 << 20})
 	big := `"` + strings.Repeat("x", 60<<10) + `"`
 	var full error
 	var written []string
 	for i := 0; i < 100 && full == nil; i++ {
 		at := fmt.Sprintf("r%d/k", i)
-		_, err := s.Put(t.Context(), loc(t, at), []byte(big), Cond{})
+		_, err := s.Put(t.Context(), loc(t, at), []byte(big), store.Cond{})
 		switch {
 		case err == nil:
 			written = append(written, at)
-		case errors.Is(err, ErrDatabaseFull):
+		case errors.Is(err, store.ErrDatabaseFull):
 			full = err
 		default:
 			t.Fatalf("PUT %s: %v, want nil or ErrDatabaseFull", at, err)
@@ -903,7 +879,7 @@ func TestDatabaseFull(t *testing.T) {
 		t.Fatalf("the first write already failed: %v", full)
 	}
 	rev := s.Stats().Revision
-	if _, err := s.Put(t.Context(), loc(t, "late/k"), []byte(big), Cond{}); !errors.Is(err, ErrDatabaseFull) {
+	if _, err := s.Put(t.Context(), loc(t, "late/k"), []byte(big), store.Cond{}); !errors.Is(err, store.ErrDatabaseFull) {
 		t.Errorf("next big write: %v, want ErrDatabaseFull", err)
 	}
 	if got := s.Stats().Revision; got != rev {
@@ -931,20 +907,20 @@ func TestDatabaseFull(t *testing.T) {
 func TestReopenKeepsValuesAndRevisions(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "sigbase.db")
-	s := openPath(t, path, Options{})
+	s := openPath(t, path, store.Options{})
 	s.put(t, "r1", `{"offer":{"sdp":"o"},"c":{"x":1}}`)
 	s.push(t, "r1/c", `{"candidate":"a"}`)
 	s.patch(t, "r2", `{"a":1,"b/x":2}`)
 	s.put(t, "r3/k", `1`)
 	s.del(t, "r3") // rev 5: r3 is gone
-	want := map[string]Value{}
+	want := map[string]store.Value{}
 	for _, at := range []string{"r1", "r1/offer", "r1/c", "r2", "r2/b/x", "r3"} {
 		want[at] = s.get(t, at)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	s = openPath(t, path, Options{})
+	s = openPath(t, path, store.Options{})
 	if st := s.Stats(); st.Revision != 5 || st.Rooms != 2 {
 		t.Errorf("after reopen Stats = %+v, want Revision 5, Rooms 2", st)
 	}
@@ -970,15 +946,15 @@ func TestReopenKeepsValuesAndRevisions(t *testing.T) {
 
 func TestOpenLocked(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{})
+	s := openStore(t, store.Options{})
 	start := time.Now()
-	second, err := Open(s.path, Options{OpenTimeout: 200 * time.Millisecond})
+	second, err := Open(s.path, store.Options{OpenTimeout: 200 * time.Millisecond})
 	elapsed := time.Since(start)
 	if err == nil {
 		second.Close()
 		t.Fatal("second Open of a locked file succeeded")
 	}
-	if !errors.Is(err, ErrLocked) {
+	if !errors.Is(err, store.ErrLocked) {
 		t.Errorf("second Open: %v, want ErrLocked", err)
 	}
 	if !strings.Contains(err.Error(), s.path) {
@@ -995,17 +971,17 @@ func TestLogTrimming(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name           string
-		limits         Limits
+		limits         store.Limits
 		floorLo, floor uint64 // the lowest revision that still replays
 	}{
 		// Room r is created at 2 and written 20 times (2..21); 5 entries stay.
-		{"entries", Limits{MaxLogEntries: 5}, 16, 16},
+		{"entries", store.Limits{MaxLogEntries: 5}, 16, 16},
 		// Each entry below is about 40 bytes: about 5 stay.
-		{"bytes", Limits{MaxLogBytes: 5 * 40}, 14, 18},
+		{"bytes", store.Limits{MaxLogBytes: 5 * 40}, 14, 18},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := openStore(t, Options{Limits: tc.limits})
+			s := openStore(t, store.Options{Limits: tc.limits})
 			s.put(t, "other/k", `0`) // rev 1
 			for i := range 20 {      // revs 2..21 in room r
 				s.put(t, "r/k", fmt.Sprintf(`"%030d"`, i))
@@ -1057,19 +1033,19 @@ func TestLogTrimming(t *testing.T) {
 // a short wait instead of piling up, and the queued ones commit later.
 func TestFullWriteQueueAnswersBusy(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{WriteQueue: 2})
-	b := s.be.(*boltBackend)
+	s := openStore(t, store.Options{WriteQueue: 2})
+	b := s.eng
 	b.queueWait = 100 * time.Millisecond
 	held, release := make(chan struct{}), make(chan struct{})
 	var releaseOnce sync.Once
 	unstall := func() { releaseOnce.Do(func() { close(release) }) }
 	t.Cleanup(unstall) // before the store's Close, which would wait on the stall
-	go b.db.Update(func(*bolt.Tx) error { close(held); <-release; return nil })
+	go b.db.Update(func(*bbolt.Tx) error { close(held); <-release; return nil })
 	<-held
 	errs := make(chan error, 16)
 	put := func(i int) {
 		go func() {
-			_, err := s.Put(context.Background(), Path{Room: "r", Key: fmt.Sprintf("k%d", i)}, []byte("1"), Cond{})
+			_, err := s.Put(context.Background(), store.Path{Room: "r", Key: fmt.Sprintf("k%d", i)}, []byte("1"), store.Cond{})
 			errs <- err
 		}()
 	}
@@ -1094,7 +1070,7 @@ func TestFullWriteQueueAnswersBusy(t *testing.T) {
 	for range refused {
 		select {
 		case err := <-errs:
-			if !errors.Is(err, ErrBusy) {
+			if !errors.Is(err, store.ErrBusy) {
 				t.Fatalf("a write beyond the full queue: %v, want ErrBusy", err)
 			}
 		case <-time.After(5 * time.Second):

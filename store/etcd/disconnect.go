@@ -1,4 +1,4 @@
-package store
+package etcd
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sigbase/sigbase/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -37,17 +38,17 @@ type heldSession struct {
 // deletion they guard.
 const markerTTL = 60
 
-func (e *etcdBackend) disconnectPrefix() string { return e.prefix + "disconnect/" }
+func (e *engine) disconnectPrefix() string { return e.prefix + "disconnect/" }
 
-func (e *etcdBackend) disconnectKey(room, session string) string {
+func (e *engine) disconnectKey(room, session string) string {
 	return e.disconnectPrefix() + room + "/" + session
 }
 
-func (e *etcdBackend) claimKey(room, session string, rev int64) string {
+func (e *engine) claimKey(room, session string, rev int64) string {
 	return e.prefix + "disconnected/" + room + "/" + session + "/" + strconv.FormatInt(rev, 10)
 }
 
-func (e *etcdBackend) saveDisconnect(room, session string, patch []byte, grace time.Duration) error {
+func (e *engine) SaveDisconnect(room, session string, patch []byte, grace time.Duration) error {
 	ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
 	defer cancel()
 	// The lease outlives the grace period, so the node serving the session
@@ -89,7 +90,7 @@ func (e *etcdBackend) saveDisconnect(room, session string, patch []byte, grace t
 	return nil
 }
 
-func (e *etcdBackend) releaseDisconnect(room, session string) {
+func (e *engine) ReleaseDisconnect(room, session string) {
 	e.disc.mu.Lock()
 	defer e.disc.mu.Unlock()
 	if h := e.disc.held[room+"/"+session]; h != nil {
@@ -97,7 +98,7 @@ func (e *etcdBackend) releaseDisconnect(room, session string) {
 	}
 }
 
-func (e *etcdBackend) takeHeld(room, session string) *heldSession {
+func (e *engine) takeHeld(room, session string) *heldSession {
 	e.disc.mu.Lock()
 	defer e.disc.mu.Unlock()
 	k := room + "/" + session
@@ -111,7 +112,7 @@ func (e *etcdBackend) takeHeld(room, session string) *heldSession {
 
 // claimDisconnect deletes this node's record with its claim marker, if the
 // record is still the one this node wrote.
-func (e *etcdBackend) claimDisconnect(room, session string) (bool, error) {
+func (e *engine) ClaimDisconnect(room, session string) (bool, error) {
 	h := e.takeHeld(room, session)
 	if h == nil {
 		return false, nil
@@ -120,7 +121,7 @@ func (e *etcdBackend) claimDisconnect(room, session string) (bool, error) {
 	return e.claimDeleting(room, session, h.rev)
 }
 
-func (e *etcdBackend) claimDeleting(room, session string, rev int64) (bool, error) {
+func (e *engine) claimDeleting(room, session string, rev int64) (bool, error) {
 	ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
 	defer cancel()
 	marker, err := e.cli.Grant(ctx, markerTTL)
@@ -138,7 +139,7 @@ func (e *etcdBackend) claimDeleting(room, session string, rev int64) (bool, erro
 	return resp.Succeeded, nil
 }
 
-func (e *etcdBackend) dropDisconnect(room, session string) error {
+func (e *engine) DropDisconnect(room, session string) error {
 	if h := e.takeHeld(room, session); h != nil {
 		defer func() { go e.revoke(int64(h.lease)) }()
 	}
@@ -157,11 +158,11 @@ func (e *etcdBackend) dropDisconnect(room, session string) error {
 
 // disconnects is empty on etcd: a record is applied by whichever node
 // claims it when its lease runs out (watchDisconnects), restarts or not.
-func (e *etcdBackend) disconnects() ([]DisconnectRecord, error) { return nil, nil }
+func (e *engine) Disconnects() ([]store.DisconnectRecord, error) { return nil, nil }
 
 // watchDisconnects applies the records whose leases ran out: their nodes
 // died (or lost etcd) with the sessions' streams open or in their grace.
-func (e *etcdBackend) watchDisconnects(apply func(room string, patch []byte)) {
+func (e *engine) watchDisconnects(apply func(room string, patch []byte)) {
 	defer e.wg.Done()
 	for e.ctx.Err() == nil {
 		ch := e.cli.Watch(clientv3.WithRequireLeader(e.ctx), e.disconnectPrefix(), clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithFilterPut())
@@ -186,7 +187,7 @@ func (e *etcdBackend) watchDisconnects(apply func(room string, patch []byte)) {
 
 // claimExpired creates the claim marker of a deleted record; only its
 // creator applies the record.
-func (e *etcdBackend) claimExpired(room, session string, rev int64, patch []byte, apply func(string, []byte)) {
+func (e *engine) claimExpired(room, session string, rev int64, patch []byte, apply func(string, []byte)) {
 	ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
 	defer cancel()
 	marker, err := e.cli.Grant(ctx, markerTTL)

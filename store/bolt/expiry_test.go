@@ -1,7 +1,8 @@
-package store
+package bolt
 
 import (
 	"fmt"
+	"github.com/sigbase/sigbase/store"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -35,7 +36,7 @@ func (s *testStore) absent(t testing.TB, at string) func() bool {
 
 func TestExpiryUnwatchedRoom(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{RoomTTL: testTTL})
+	s := openStore(t, store.Options{RoomTTL: testTTL})
 	before := time.Now()
 	s.put(t, "r", `{"offer":"o","answer":"a"}`)
 	s.put(t, "r2/k", `1`)
@@ -59,7 +60,7 @@ func TestExpiryUnwatchedRoom(t *testing.T) {
 // TestExpiryKeptByWrites: a room written more often than its TTL stays.
 func TestExpiryKeptByWrites(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{RoomTTL: testTTL})
+	s := openStore(t, store.Options{RoomTTL: testTTL})
 	s.put(t, "busy/k", `0`)
 	s.put(t, "idle/k", `0`)
 	// Write busy every TTL/3 until idle, written at the same time, expired,
@@ -91,7 +92,7 @@ func TestExpiryKeptByWrites(t *testing.T) {
 // TTL after its last watcher left.
 func TestExpiryWatchedRoom(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{RoomTTL: testTTL})
+	s := openStore(t, store.Options{RoomTTL: testTTL})
 	s.put(t, "watched/offer", `"o"`)
 	w := s.watch(t, "watched/answer", 0, false) // any location in the room counts
 	drain(t, w)
@@ -120,7 +121,7 @@ func TestExpiryWatchedRoom(t *testing.T) {
 func TestExpiryNotRightAfterOpen(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "sigbase.db")
-	s := openPath(t, path, Options{RoomTTL: testTTL})
+	s := openPath(t, path, store.Options{RoomTTL: testTTL})
 	written := time.Now()
 	s.put(t, "r/k", `1`)
 	if err := s.Close(); err != nil {
@@ -129,7 +130,7 @@ func TestExpiryNotRightAfterOpen(t *testing.T) {
 	// Wall-clock time must pass for the room to be due: nothing to poll.
 	time.Sleep(time.Until(written.Add(testTTL + 50*time.Millisecond)))
 	opened := time.Now()
-	s = openPath(t, path, Options{RoomTTL: testTTL})
+	s = openPath(t, path, store.Options{RoomTTL: testTTL})
 	if s.absent(t, "r")() {
 		t.Fatal("a due room was deleted right after Open")
 	}
@@ -145,13 +146,13 @@ func TestExpiryManyRooms(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		const ttl = time.Hour // swept every minute
-		s := openStore(t, Options{RoomTTL: ttl})
+		s := openStore(t, store.Options{RoomTTL: ttl})
 		const rooms = 1500 // more than one sweep transaction (maxGroup)
 		var wg sync.WaitGroup
 		for g := range 16 {
 			wg.Go(func() {
 				for i := g; i < rooms; i += 16 {
-					if _, err := s.Put(t.Context(), mustPath(t, fmt.Sprintf("m%d", i), "k", ""), []byte(`1`), Cond{}); err != nil {
+					if _, err := s.Put(t.Context(), mustPath(t, fmt.Sprintf("m%d", i), "k", ""), []byte(`1`), store.Cond{}); err != nil {
 						t.Errorf("Put: %v", err)
 						return
 					}
@@ -176,10 +177,10 @@ func TestExpiryManyRooms(t *testing.T) {
 // sees put / null.
 func TestDeleteSeenByWatchers(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{RoomTTL: testTTL})
+	s := openStore(t, store.Options{RoomTTL: testTTL})
 	s.put(t, "r", `{"offer":{"sdp":"o"},"cands":{"c1":1}}`)
 	ats := []string{"r", "r/offer", "r/offer/sdp", "r/cands/c1", "r/absent", "r/absent/x"}
-	ws := map[string]*Watcher{}
+	ws := map[string]*store.Watcher{}
 	for _, at := range ats {
 		ws[at] = s.watch(t, at, 0, false)
 		drain(t, ws[at])
@@ -202,7 +203,7 @@ func TestExpiryLongTTL(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const ttl = 2 * time.Hour
 		path := filepath.Join(t.TempDir(), "sigbase.db")
-		s := openPath(t, path, Options{RoomTTL: ttl})
+		s := openPath(t, path, store.Options{RoomTTL: ttl})
 		s.put(t, "idle/k", `1`)
 		s.put(t, "watched/k", `1`)
 		w := s.watch(t, "watched", 0, false)
@@ -245,7 +246,7 @@ func TestExpiryLongTTL(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(3 * ttl)
-		s = openPath(t, path, Options{RoomTTL: ttl})
+		s = openPath(t, path, store.Options{RoomTTL: ttl})
 		time.Sleep(ttl - time.Second)
 		synctest.Wait()
 		if s.absent(t, "due")() {

@@ -1,7 +1,8 @@
-package store
+package bolt
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -10,169 +11,30 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/sigbase/sigbase/store"
+	"github.com/sigbase/sigbase/store/internal/model"
+	bbolt "go.etcd.io/bbolt"
 )
-
-// The model: a room is decoded JSON (map[string]any) with the rules of
-// shared/API.md "Data model", applied by depth (0 room, 1 key, 2 child).
-// Maps are never modified in place, so a shallow copy of the rooms map is a
-// snapshot of the whole state.
-
-// normAt normalizes a value written at depth, at every depth alike as
-// Firebase does: null, {} and [] mean absent (nil), and so do objects and
-// arrays whose members are all absent. An array becomes the object Firebase
-// keeps, keyed "0", "1", … (absent elements dropped), so the model holds
-// only objects; renderAt turns them back into arrays for reads.
-func normAt(depth int, v any) any {
-	var m map[string]any
-	switch v := v.(type) {
-	case map[string]any:
-		m = v
-	case []any:
-		m = map[string]any{}
-		for i, e := range v {
-			m[strconv.Itoa(i)] = e
-		}
-	default:
-		return v
-	}
-	out := map[string]any{}
-	for name, mv := range m {
-		if n := normAt(depth+1, mv); n != nil {
-			out[name] = n
-		}
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
-}
-
-// renderAt is a model value at depth as a read returns it: below the room,
-// an object whose names are all array indices, the largest below twice
-// their number, is an array with null for the missing indices (Firebase's
-// rule); a room is always an object.
-func renderAt(depth int, v any) any {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return v
-	}
-	out := map[string]any{}
-	for name, mv := range m {
-		out[name] = renderAt(depth+1, mv)
-	}
-	if depth == 0 {
-		return out
-	}
-	maxIndex := -1
-	for name := range out {
-		i, err := strconv.Atoi(name)
-		if err != nil || i < 0 || strconv.Itoa(i) != name || len(name) > 9 {
-			return out
-		}
-		maxIndex = max(maxIndex, i)
-	}
-	if maxIndex >= 2*len(out) {
-		return out
-	}
-	arr := make([]any, maxIndex+1)
-	for name, mv := range out {
-		i, _ := strconv.Atoi(name)
-		arr[i] = mv
-	}
-	return arr
-}
-
-// setAt returns cur (a value at depth) with v written at the relative path
-// segs. Writing a child under a leaf key replaces the leaf; deleting one
-// leaves it.
-func setAt(cur any, depth int, segs []string, v any) any {
-	if len(segs) == 0 {
-		return normAt(depth, v)
-	}
-	m, isMap := cur.(map[string]any)
-	if cur != nil && !isMap {
-		if setAt(nil, depth+1, segs[1:], v) == nil {
-			return cur
-		}
-		m = nil
-	}
-	out := maps.Clone(m)
-	if out == nil {
-		out = map[string]any{}
-	}
-	if child := setAt(out[segs[0]], depth+1, segs[1:], v); child == nil {
-		delete(out, segs[0])
-	} else {
-		out[segs[0]] = child
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
-}
-
-// getAt reads the value at the relative path segs (nil when absent).
-func getAt(cur any, segs []string) any {
-	for _, s := range segs {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil
-		}
-		cur = m[s]
-	}
-	return cur
-}
-
-// segments is a location's path inside its room.
-func segments(p Path) []string {
-	var s []string
-	if p.Key != "" {
-		s = append(s, p.Key)
-	}
-	if p.Child != "" {
-		s = append(s, p.Child)
-	}
-	return s
-}
-
-func splitPath(path string) []string {
-	if path == "/" {
-		return nil
-	}
-	return strings.Split(strings.TrimPrefix(path, "/"), "/")
-}
 
 // applyEvent applies a watcher's event to its copy of a value at depth: a
 // put sets the path, a patch sets each member below the path.
-func applyEvent(t testing.TB, local any, depth int, ev Event) any {
+func applyEvent(t testing.TB, local any, depth int, ev store.Event) any {
 	t.Helper()
-	segs := splitPath(ev.Path)
+	segs := model.SplitPath(ev.Path)
 	if !ev.Patch {
-		return setAt(local, depth, segs, decode(t, ev.Data))
+		return model.SetAt(local, depth, segs, decode(t, ev.Data))
 	}
 	members, ok := decode(t, ev.Data).(map[string]any)
 	if !ok {
 		t.Fatalf("patch event %v: data is not an object", ev)
 	}
 	for _, name := range slices.Sorted(maps.Keys(members)) {
-		local = setAt(local, depth, slices.Concat(segs, strings.Split(name, "/")), members[name])
+		local = model.SetAt(local, depth, slices.Concat(segs, strings.Split(name, "/")), members[name])
 	}
 	return local
-}
-
-func jsonEqualAny(a, b any) bool { return reflect.DeepEqual(a, b) }
-
-func mustJSON(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return string(b)
 }
 
 // incarnation is what the model knows of a room's change log: the revision
@@ -186,7 +48,7 @@ type modelConfig struct {
 	name   string
 	seed   uint64
 	ops    int
-	limits Limits
+	limits store.Limits
 	// exactFloor: the log is trimmed by entry count only, so the model knows
 	// exactly which resumes must replay.
 	exactFloor bool
@@ -195,10 +57,10 @@ type modelConfig struct {
 func TestModel(t *testing.T) {
 	t.Parallel()
 	for _, cfg := range []modelConfig{
-		{"seed1", 1, 500, Limits{}, true},
-		{"seed2", 2, 500, Limits{}, true},
-		{"seed3-log10", 3, 500, Limits{MaxLogEntries: 10}, true}, // rooms rarely reach 50 entries before a delete
-		{"seed4-logbytes", 4, 500, Limits{MaxLogBytes: 2048}, false},
+		{"seed1", 1, 500, store.Limits{}, true},
+		{"seed2", 2, 500, store.Limits{}, true},
+		{"seed3-log10", 3, 500, store.Limits{MaxLogEntries: 10}, true}, // rooms rarely reach 50 entries before a delete
+		{"seed4-logbytes", 4, 500, store.Limits{MaxLogBytes: 2048}, false},
 	} {
 		t.Run(cfg.name, func(t *testing.T) {
 			t.Parallel()
@@ -208,8 +70,8 @@ func TestModel(t *testing.T) {
 }
 
 type modelWatcher struct {
-	at      Path
-	w       *Watcher
+	at      store.Path
+	w       *store.Watcher
 	local   any
 	lastRev uint64
 }
@@ -225,14 +87,14 @@ type modelRun struct {
 	rev     uint64
 	history []map[string]any // history[rev] = the rooms after rev
 	incs    map[string]*incarnation
-	pushed  map[Path][]string // push ids under each key
+	pushed  map[store.Path][]string // push ids under each key
 	lastID  string
 
 	counts map[string]int // what the run exercised, logged at the end
 
-	locs     []Path // every location checked after each op
-	prevVal  map[Path]any
-	prevETag map[Path]uint64
+	locs     []store.Path // every location checked after each op
+	prevVal  map[store.Path]any
+	prevETag map[store.Path]uint64
 	watchers []*modelWatcher
 }
 
@@ -245,23 +107,23 @@ var (
 func newModelRun(t *testing.T, cfg modelConfig) *modelRun {
 	m := &modelRun{
 		t: t, cfg: cfg,
-		s:        openStore(t, Options{Limits: cfg.limits}),
+		s:        openStore(t, store.Options{Limits: cfg.limits}),
 		rng:      rand.New(rand.NewPCG(cfg.seed, cfg.seed*0x9e3779b97f4a7c15+1)),
-		maxLog:   Options{Limits: cfg.limits}.withDefaults().Limits.MaxLogEntries,
+		maxLog:   cmp.Or(cfg.limits.MaxLogEntries, store.DefaultOptions().Limits.MaxLogEntries),
 		rooms:    map[string]any{},
 		history:  []map[string]any{{}},
 		incs:     map[string]*incarnation{},
-		pushed:   map[Path][]string{},
-		prevVal:  map[Path]any{},
-		prevETag: map[Path]uint64{},
+		pushed:   map[store.Path][]string{},
+		prevVal:  map[store.Path]any{},
+		prevETag: map[store.Path]uint64{},
 		counts:   map[string]int{},
 	}
 	for _, r := range append(slices.Clone(modelRooms), "ghost") { // ghost: watched, never written
-		m.locs = append(m.locs, Path{Room: r})
+		m.locs = append(m.locs, store.Path{Room: r})
 		for _, k := range modelKeys {
-			m.locs = append(m.locs, Path{Room: r, Key: k})
+			m.locs = append(m.locs, store.Path{Room: r, Key: k})
 			for _, c := range modelChildren {
-				m.locs = append(m.locs, Path{Room: r, Key: k, Child: c})
+				m.locs = append(m.locs, store.Path{Room: r, Key: k, Child: c})
 			}
 		}
 	}
@@ -303,7 +165,7 @@ func (m *modelRun) run() {
 // modelOp is one generated write.
 type modelOp struct {
 	kind    string // put, delete, push, patch
-	at      Path
+	at      store.Path
 	body    []byte
 	cond    string // "", "right", "wrong", "absent"
 	wantErr error  // a write the store must refuse
@@ -321,22 +183,22 @@ func (m *modelRun) step(i int) {
 	if err != nil {
 		t.Fatalf("op %d: Get(%s): %v", i, condAt, err)
 	}
-	var cond Cond
+	var cond store.Cond
 	switch op.cond {
 	case "right":
-		cond = Cond{Set: true, Rev: cur.Rev}
+		cond = store.Cond{Set: true, Rev: cur.Rev}
 	case "absent":
-		cond = Cond{Set: true}
+		cond = store.Cond{Set: true}
 	case "wrong":
-		cond = Cond{Set: true, Rev: cur.Rev + 1 + m.rng.Uint64N(5)}
+		cond = store.Cond{Set: true, Rev: cur.Rev + 1 + m.rng.Uint64N(5)}
 		if cur.Rev > 0 && m.rng.IntN(2) == 0 {
 			cond.Rev = m.rng.Uint64N(cur.Rev)
 		}
 	}
-	modelCur := getAt(m.rooms[condAt.Room], segments(condAt))
+	modelCur := model.GetAt(m.rooms[condAt.Room], model.Segments(condAt.Key, condAt.Child))
 	condHolds := op.cond == "" || op.cond == "right" || op.cond == "absent" && modelCur == nil
 
-	var res Result
+	var res store.Result
 	ctx := t.Context()
 	switch op.kind {
 	case "put":
@@ -358,12 +220,12 @@ func (m *modelRun) step(i int) {
 		return
 	case !condHolds:
 		m.counts["condition failed"]++
-		var ce *ConditionError
+		var ce *store.ConditionError
 		if !errors.As(err, &ce) {
 			t.Fatalf("op %d %v: err %v, want a *ConditionError", i, op, err)
 		}
-		if want := renderAt(condAt.Depth(), modelCur); !jsonEqualAny(decode(t, ce.Value), want) || ce.Rev != cur.Rev {
-			t.Errorf("op %d %v: ConditionError{%s, %d}, want {%s, %d}", i, op, ce.Value, ce.Rev, mustJSON(want), cur.Rev)
+		if want := model.RenderAt(condAt.Depth(), modelCur); !reflect.DeepEqual(decode(t, ce.Value), want) || ce.Rev != cur.Rev {
+			t.Errorf("op %d %v: ConditionError{%s, %d}, want {%s, %d}", i, op, ce.Value, ce.Rev, model.MustJSON(want), cur.Rev)
 		}
 		m.checkUnchanged(i, op)
 		return
@@ -389,31 +251,31 @@ func (m *modelRun) step(i int) {
 		if op.kind == "put" {
 			v = decode(t, op.body)
 		}
-		m.set(room, segments(op.at), v)
-		wantValue = renderAt(op.at.Depth(), getAt(m.rooms[room], segments(op.at)))
+		m.set(room, model.Segments(op.at.Key, op.at.Child), v)
+		wantValue = model.RenderAt(op.at.Depth(), model.GetAt(m.rooms[room], model.Segments(op.at.Key, op.at.Child)))
 	case "push":
 		if !validPushID(res.Name) || res.Name <= m.lastID {
 			t.Errorf("op %d %v: push id %q, want a push id after %q", i, op, res.Name, m.lastID)
 		}
 		m.lastID = res.Name
-		child := Path{Room: room, Key: op.at.Key, Child: res.Name}
+		child := store.Path{Room: room, Key: op.at.Key, Child: res.Name}
 		m.pushed[op.at] = append(m.pushed[op.at], res.Name)
 		m.locs = append(m.locs, child)
 		v := decode(t, op.body)
-		m.set(room, segments(child), v)
-		wantValue = renderAt(2, normAt(2, v))
+		m.set(room, model.Segments(child.Key, child.Child), v)
+		wantValue = model.RenderAt(2, model.NormAt(2, v))
 	case "patch":
 		members := decode(t, op.body).(map[string]any)
 		want := map[string]any{}
 		for _, name := range slices.Sorted(maps.Keys(members)) {
-			segs := slices.Concat(segments(op.at), strings.Split(name, "/"))
+			segs := slices.Concat(model.Segments(op.at.Key, op.at.Child), strings.Split(name, "/"))
 			m.set(room, segs, members[name])
-			want[name] = renderAt(len(segs), normAt(len(segs), members[name]))
+			want[name] = model.RenderAt(len(segs), model.NormAt(len(segs), members[name]))
 		}
 		wantValue = want
 	}
-	if got := decode(t, res.Value); !jsonEqualAny(got, wantValue) || !isCompact(res.Value) {
-		t.Errorf("op %d %v: Result.Value %s, want %s", i, op, res.Value, mustJSON(wantValue))
+	if got := decode(t, res.Value); !reflect.DeepEqual(got, wantValue) || !model.IsCompact(res.Value) {
+		t.Errorf("op %d %v: Result.Value %s, want %s", i, op, res.Value, model.MustJSON(wantValue))
 	}
 	if inc := m.incs[room]; m.rooms[room] == nil {
 		delete(m.incs, room)
@@ -428,7 +290,7 @@ func (m *modelRun) step(i int) {
 
 	// ETag of the written location (the key, for a push).
 	target, _ := m.s.Get(op.at)
-	if res.ETag != target.Rev || (res.ETag == 0) != (getAt(m.rooms[room], segments(op.at)) == nil) || res.ETag != 0 && res.ETag != res.Rev {
+	if res.ETag != target.Rev || (res.ETag == 0) != (model.GetAt(m.rooms[room], model.Segments(op.at.Key, op.at.Child)) == nil) || res.ETag != 0 && res.ETag != res.Rev {
 		t.Errorf("op %d %v: ETag %d, location rev %d (value %s)", i, op, res.ETag, target.Rev, target.Data)
 	}
 	if got := m.s.Stats().Revision; got != m.rev {
@@ -438,7 +300,7 @@ func (m *modelRun) step(i int) {
 }
 
 func (m *modelRun) set(room string, segs []string, v any) {
-	if nv := setAt(m.rooms[room], 0, segs, v); nv == nil {
+	if nv := model.SetAt(m.rooms[room], 0, segs, v); nv == nil {
 		delete(m.rooms, room)
 	} else {
 		m.rooms[room] = nv
@@ -448,17 +310,17 @@ func (m *modelRun) set(room string, segs []string, v any) {
 // checkAll compares every location with the model after a committed write.
 func (m *modelRun) checkAll(i int, op modelOp) {
 	t := m.t
-	etags := map[Path]uint64{}
+	etags := map[store.Path]uint64{}
 	for _, p := range m.locs {
 		v, err := m.s.Get(p)
 		if err != nil {
 			t.Fatalf("op %d: Get(%s): %v", i, p, err)
 		}
-		want := renderAt(p.Depth(), getAt(m.rooms[p.Room], segments(p)))
-		if got := decode(t, v.Data); !jsonEqualAny(got, want) {
-			t.Fatalf("op %d %v: Get(%s) = %s, want %s", i, op, p, v.Data, mustJSON(want))
+		want := model.RenderAt(p.Depth(), model.GetAt(m.rooms[p.Room], model.Segments(p.Key, p.Child)))
+		if got := decode(t, v.Data); !reflect.DeepEqual(got, want) {
+			t.Fatalf("op %d %v: Get(%s) = %s, want %s", i, op, p, v.Data, model.MustJSON(want))
 		}
-		if !isCompact(v.Data) {
+		if !model.IsCompact(v.Data) {
 			t.Errorf("op %d: Get(%s) = %q, not compact", i, p, v.Data)
 		}
 		if v.Data[0] == '[' {
@@ -468,9 +330,9 @@ func (m *modelRun) checkAll(i int, op modelOp) {
 		switch {
 		case (v.Rev == 0) != (want == nil):
 			t.Errorf("op %d %v: %s rev %d with value %s: want 0 exactly when absent", i, op, p, v.Rev, v.Data)
-		case !jsonEqualAny(m.prevVal[p], want) && want != nil && v.Rev != m.rev:
+		case !reflect.DeepEqual(m.prevVal[p], want) && want != nil && v.Rev != m.rev:
 			t.Errorf("op %d %v: %s changed to %s, rev %d, want %d", i, op, p, v.Data, v.Rev, m.rev)
-		case !op.at.contains(p) && !p.contains(op.at) && v.Rev != prev:
+		case !op.at.Contains(p) && !p.Contains(op.at) && v.Rev != prev:
 			t.Errorf("op %d %v: unrelated %s rev %d -> %d", i, op, p, prev, v.Rev)
 		case v.Rev != prev && v.Rev != m.rev && v.Rev != 0:
 			t.Errorf("op %d %v: %s rev %d -> %d, want %d, 0 or unchanged", i, op, p, prev, v.Rev, m.rev)
@@ -504,8 +366,8 @@ func (m *modelRun) checkUnchanged(i int, op modelOp) {
 	}
 	for _, p := range m.locs {
 		v, _ := m.s.Get(p)
-		if !jsonEqualAny(decode(t, v.Data), m.prevVal[p]) || v.Rev != m.prevETag[p] {
-			t.Fatalf("op %d %v refused, but %s is %s rev %d, was %s rev %d", i, op, p, v.Data, v.Rev, mustJSON(m.prevVal[p]), m.prevETag[p])
+		if !reflect.DeepEqual(decode(t, v.Data), m.prevVal[p]) || v.Rev != m.prevETag[p] {
+			t.Fatalf("op %d %v refused, but %s is %s rev %d, was %s rev %d", i, op, p, v.Data, v.Rev, model.MustJSON(m.prevVal[p]), m.prevETag[p])
 		}
 	}
 }
@@ -538,8 +400,8 @@ func (m *modelRun) checkpoint(final bool) {
 			w.local = applyEvent(t, w.local, w.at.Depth(), ev)
 			w.lastRev = ev.Rev
 		}
-		if want := getAt(m.rooms[w.at.Room], segments(w.at)); !jsonEqualAny(w.local, want) {
-			t.Fatalf("at rev %d the watcher of %s holds %s, want %s", m.rev, w.at, mustJSON(w.local), mustJSON(want))
+		if want := model.GetAt(m.rooms[w.at.Room], model.Segments(w.at.Key, w.at.Child)); !reflect.DeepEqual(w.local, want) {
+			t.Fatalf("at rev %d the watcher of %s holds %s, want %s", m.rev, w.at, model.MustJSON(w.local), model.MustJSON(want))
 		}
 	}
 	// White box: the room's bookkeeping agrees with the model and with what
@@ -596,20 +458,17 @@ func (m *modelRun) checkBookkeeping(room string) (roomMeta, bool) {
 	t := m.t
 	var meta roomMeta
 	var ok bool
-	err := m.s.be.(*boltBackend).db.View(func(tx *bolt.Tx) error {
+	err := m.s.eng.db.View(func(tx *bbolt.Tx) error {
 		var err error
 		meta, ok, err = readMeta(tx.Bucket(bucketRooms), room)
 		if err != nil {
 			return err
 		}
-		keys, err := readRoom(tx.Bucket(bucketRooms), room)
+		stored, err := loadRoom(tx.Bucket(bucketRooms), room, meta, true, true, nil)
 		if err != nil {
 			return err
 		}
-		var size uint64
-		for _, k := range keys {
-			size += k.value.size(k.name)
-		}
+		nkeys, size := stored.Recount()
 		var logCount, logBytes uint64
 		last := meta.floor
 		prefix := logPrefix(room)
@@ -634,11 +493,11 @@ func (m *modelRun) checkBookkeeping(room string) (roomMeta, bool) {
 			return nil
 		})
 		switch {
-		case !ok && (len(keys) > 0 || logCount > 0 || expiries > 0):
-			t.Errorf("room %s has no meta but %d keys, %d log entries, %d expiry entries", room, len(keys), logCount, expiries)
-		case ok && (int(meta.keys) != len(keys) || meta.bytes != size || uint64(meta.logCount) != logCount || meta.logBytes != logBytes || expiries != 1 || meta.rev != last):
+		case !ok && (nkeys > 0 || logCount > 0 || expiries > 0):
+			t.Errorf("room %s has no meta but %d keys, %d log entries, %d expiry entries", room, nkeys, logCount, expiries)
+		case ok && (meta.keys != nkeys || meta.bytes != size || uint64(meta.logCount) != logCount || meta.logBytes != logBytes || expiries != 1 || meta.rev != last):
 			t.Errorf("room %s meta %+v; stored: %d keys, %d bytes, %d log entries of %d bytes (last %d), %d expiry entries",
-				room, meta, len(keys), size, logCount, logBytes, last, expiries)
+				room, meta, nkeys, size, logCount, logBytes, last, expiries)
 		}
 		return nil
 	})
@@ -648,7 +507,7 @@ func (m *modelRun) checkBookkeeping(room string) (roomMeta, bool) {
 	return meta, ok
 }
 
-func (m *modelRun) checkResume(p Path, k uint64) {
+func (m *modelRun) checkResume(p store.Path, k uint64) {
 	t := m.t
 	w, err := m.s.Watch(p, k, true)
 	if err != nil {
@@ -656,7 +515,7 @@ func (m *modelRun) checkResume(p Path, k uint64) {
 	}
 	defer w.Close()
 	evs := drain(t, w)
-	want := getAt(m.rooms[p.Room], segments(p))
+	want := model.GetAt(m.rooms[p.Room], model.Segments(p.Key, p.Child))
 	floor, exists := m.floor(p.Room)
 	if m.cfg.exactFloor {
 		if wantReplay := exists && floor <= k && k <= m.rev; w.Replayed() != wantReplay {
@@ -669,14 +528,14 @@ func (m *modelRun) checkResume(p Path, k uint64) {
 	}
 	if !w.Replayed() {
 		m.counts["snapshot"]++
-		if len(evs) != 1 || evs[0].Path != "/" || evs[0].Patch || evs[0].Rev != m.rev || !jsonEqualAny(decode(t, evs[0].Data), renderAt(p.Depth(), want)) {
-			t.Fatalf("resume %s after %d: %v, want one snapshot %d:put / %s", p, k, evs, m.rev, mustJSON(want))
+		if len(evs) != 1 || evs[0].Path != "/" || evs[0].Patch || evs[0].Rev != m.rev || !reflect.DeepEqual(decode(t, evs[0].Data), model.RenderAt(p.Depth(), want)) {
+			t.Fatalf("resume %s after %d: %v, want one snapshot %d:put / %s", p, k, evs, m.rev, model.MustJSON(want))
 		}
 		return
 	}
 	m.counts["replay"]++
 	m.counts["replayed events"] += len(evs)
-	local := getAt(m.history[k][p.Room], segments(p))
+	local := model.GetAt(m.history[k][p.Room], model.Segments(p.Key, p.Child))
 	last := k
 	for _, ev := range evs {
 		if ev.Rev <= last || ev.Rev > m.rev {
@@ -685,9 +544,9 @@ func (m *modelRun) checkResume(p Path, k uint64) {
 		last = ev.Rev
 		local = applyEvent(t, local, p.Depth(), ev)
 	}
-	if !jsonEqualAny(local, want) {
+	if !reflect.DeepEqual(local, want) {
 		t.Fatalf("resume %s after %d: the value at %d (%s) with %v gives %s, want %s",
-			p, k, k, mustJSON(getAt(m.history[k][p.Room], segments(p))), evs, mustJSON(local), mustJSON(want))
+			p, k, k, model.MustJSON(model.GetAt(m.history[k][p.Room], model.Segments(p.Key, p.Child))), evs, model.MustJSON(local), model.MustJSON(want))
 	}
 }
 
@@ -696,7 +555,7 @@ func (m *modelRun) checkResume(p Path, k uint64) {
 func (m *modelRun) pick(names []string) string { return names[m.rng.IntN(len(names))] }
 
 func (m *modelRun) pickChild(room, key string) string {
-	if ids := m.pushed[Path{Room: room, Key: key}]; len(ids) > 0 && m.rng.IntN(3) == 0 {
+	if ids := m.pushed[store.Path{Room: room, Key: key}]; len(ids) > 0 && m.rng.IntN(3) == 0 {
 		return m.pick(ids)
 	}
 	return m.pick(modelChildren)
@@ -791,22 +650,22 @@ func (m *modelRun) genOp() modelOp {
 	var op modelOp
 	switch r := m.rng.IntN(100); {
 	case r < 20:
-		op = modelOp{kind: "put", at: Path{room, key, child}, body: m.encode(m.childValue())}
+		op = modelOp{kind: "put", at: store.Path{Room: room, Key: key, Child: child}, body: m.encode(m.childValue())}
 	case r < 33:
-		op = modelOp{kind: "put", at: Path{Room: room, Key: key}, body: m.encode(m.keyValue(room, key))}
+		op = modelOp{kind: "put", at: store.Path{Room: room, Key: key}, body: m.encode(m.keyValue(room, key))}
 	case r < 40:
-		op = modelOp{kind: "put", at: Path{Room: room}, body: m.encode(m.roomValue(room))}
+		op = modelOp{kind: "put", at: store.Path{Room: room}, body: m.encode(m.roomValue(room))}
 	case r < 50:
-		at := Path{room, key, child}
+		at := store.Path{Room: room, Key: key, Child: child}
 		switch m.rng.IntN(6) {
 		case 0:
-			at = Path{Room: room}
+			at = store.Path{Room: room}
 		case 1, 2:
 			at.Child = ""
 		}
 		op = modelOp{kind: "delete", at: at}
 	case r < 62:
-		op = modelOp{kind: "push", at: Path{Room: room, Key: key}, body: m.encode(m.childValue())}
+		op = modelOp{kind: "push", at: store.Path{Room: room, Key: key}, body: m.encode(m.childValue())}
 	case r < 76:
 		members := map[string]any{}
 		whole, viaChild := map[string]bool{}, map[string]bool{}
@@ -822,13 +681,13 @@ func (m *modelRun) genOp() modelOp {
 				whole[k] = true
 			}
 		}
-		op = modelOp{kind: "patch", at: Path{Room: room}, body: m.encode(members)}
+		op = modelOp{kind: "patch", at: store.Path{Room: room}, body: m.encode(members)}
 	case r < 90:
 		members := map[string]any{}
 		for range m.rng.IntN(4) {
 			members[m.pickChild(room, key)] = m.childValue()
 		}
-		op = modelOp{kind: "patch", at: Path{Room: room, Key: key}, body: m.encode(members)}
+		op = modelOp{kind: "patch", at: store.Path{Room: room, Key: key}, body: m.encode(members)}
 	default:
 		return m.invalidOp(room, key)
 	}
@@ -839,19 +698,19 @@ func (m *modelRun) genOp() modelOp {
 }
 
 func (m *modelRun) invalidOp(room, key string) modelOp {
-	at := Path{Room: room, Key: key}
+	at := store.Path{Room: room, Key: key}
 	switch m.rng.IntN(6) {
 	case 0:
-		return modelOp{kind: "put", at: at, body: []byte(`{"bad name":1}`), wantErr: ErrInvalidValue}
+		return modelOp{kind: "put", at: at, body: []byte(`{"bad name":1}`), wantErr: store.ErrInvalidValue}
 	case 1:
-		return modelOp{kind: "put", at: Path{Room: room}, body: []byte(`[1]`), wantErr: ErrInvalidValue}
+		return modelOp{kind: "put", at: store.Path{Room: room}, body: []byte(`[1]`), wantErr: store.ErrInvalidValue}
 	case 2:
-		return modelOp{kind: "patch", at: Path{Room: room}, body: []byte(`{"` + key + `":1,"` + key + `/x":2}`), wantErr: ErrInvalidPath}
+		return modelOp{kind: "patch", at: store.Path{Room: room}, body: []byte(`{"` + key + `":1,"` + key + `/x":2}`), wantErr: store.ErrInvalidPath}
 	case 3:
-		return modelOp{kind: "patch", at: at, body: []byte(`{"x/y":1}`), wantErr: ErrInvalidPath}
+		return modelOp{kind: "patch", at: at, body: []byte(`{"x/y":1}`), wantErr: store.ErrInvalidPath}
 	case 4:
-		return modelOp{kind: "put", at: Path{room, key, "x"}, body: []byte(`1 2`), wantErr: ErrInvalidValue}
+		return modelOp{kind: "put", at: store.Path{Room: room, Key: key, Child: "x"}, body: []byte(`1 2`), wantErr: store.ErrInvalidValue}
 	default:
-		return modelOp{kind: "put", at: Path{Room: room}, body: []byte(`{"a":{"c d":1}}`), wantErr: ErrInvalidValue}
+		return modelOp{kind: "put", at: store.Path{Room: room}, body: []byte(`{"a":{"c d":1}}`), wantErr: store.ErrInvalidValue}
 	}
 }

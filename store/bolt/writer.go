@@ -1,49 +1,31 @@
-package store
+package bolt
 
 import (
 	"errors"
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/sigbase/sigbase/store"
+	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
 
-type opKind uint8
-
-const (
-	opPut   opKind = iota // PUT and DELETE
-	opPush                // POST
-	opPatch               // PATCH
-	opSweep               // delete expired rooms
-)
-
-// op is one queued write. The caller fills the request fields; the writer
-// fills res and err, then closes done.
+// op is one item of the writer's queue: a write, or a sweep of expired
+// rooms (write nil). The caller fills write; the writer fills res and err,
+// then closes done.
 type op struct {
-	kind opKind
-	at   Path
-	cond Cond
-
-	room      []keyEntry    // opPut of a room
-	key       keyValue      // opPut of a key
-	child     []byte        // opPut of a child, opPush
-	members   []patchMember // opPatch
-	patchJSON []byte        // opPatch
-	// serverValues: the values hold {".sv":…} placeholders, resolved at
-	// commit (resolveServerValues).
-	serverValues bool
+	write *store.Write
 
 	done chan struct{}
-	res  Result
+	res  store.Result
 	err  error
-	more bool // opSweep: more rooms are due
+	more bool // a sweep: more rooms are due
 }
 
 // write is the writer goroutine: it takes everything queued (up to maxGroup),
 // applies it in one transaction, commits, replies to each caller, then hands
 // the committed changes to watchers in revision order.
-func (s *boltBackend) write() {
+func (s *engine) write() {
 	defer close(s.writerDone)
 	defer close(s.committed)
 	batch := make([]*op, 0, maxGroup)
@@ -65,10 +47,10 @@ func (s *boltBackend) write() {
 	}
 }
 
-func (s *boltBackend) commit(batch []*op) {
+func (s *engine) commit(batch []*op) {
 	start := time.Now()
 	var t *txn
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bbolt.Tx) error {
 		t = s.newTxn(tx, start)
 		for _, o := range batch {
 			o.res, o.err = t.run(o)
@@ -86,17 +68,17 @@ func (s *boltBackend) commit(batch []*op) {
 		return
 	}
 	elapsed := time.Since(start)
-	var changes []*change
+	var changes []*store.Change
 	if err != nil {
 		err = storageError(err)
 		s.opts.Logger.Error("commit failed", "ops", len(batch), "err", err)
 		for _, o := range batch {
-			o.res, o.err, o.more = Result{}, err, false
+			o.res, o.err, o.more = store.Result{}, err, false
 			close(o.done)
 		}
 	} else {
 		if n := len(t.changes); n > 0 {
-			s.rev.Store(t.changes[n-1].rev)
+			s.rev.Store(t.changes[n-1].Rev())
 		}
 		s.rooms.Add(t.roomsDelta)
 		s.expired.Add(t.expired)
@@ -110,7 +92,7 @@ func (s *boltBackend) commit(batch []*op) {
 
 // committedGroup is what the writer hands the publisher after a commit.
 type committedGroup struct {
-	changes []*change
+	changes []*store.Change
 	ops     int
 	elapsed time.Duration
 	err     error
@@ -119,10 +101,10 @@ type committedGroup struct {
 // publish is the publisher goroutine: it hands committed changes to the
 // watchers, group after group in commit order, while the writer goes on
 // with the next commit. OnCommit runs after the group's changes are out.
-func (s *boltBackend) publish() {
+func (s *engine) publish() {
 	defer close(s.publisherDone)
 	for g := range s.committed {
-		s.hub.publish(g.changes)
+		s.hub.Publish(g.changes)
 		if s.opts.OnCommit != nil {
 			s.opts.OnCommit(g.ops, g.elapsed, g.err)
 		}
@@ -132,8 +114,8 @@ func (s *boltBackend) publish() {
 // isOpError tells a write's own failure (it changed nothing and the group
 // goes on) from a storage failure that aborts the whole group.
 func isOpError(err error) bool {
-	for _, e := range []error{ErrConditionFailed, ErrInvalidPath, ErrInvalidValue, ErrValueTooLarge,
-		ErrTooManyKeys, ErrTooManyChildren, ErrRoomTooLarge} {
+	for _, e := range []error{store.ErrConditionFailed, store.ErrInvalidPath, store.ErrInvalidValue, store.ErrValueTooLarge,
+		store.ErrTooManyKeys, store.ErrTooManyChildren, store.ErrRoomTooLarge} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -143,7 +125,7 @@ func isOpError(err error) bool {
 
 func storageError(err error) error {
 	if errors.Is(err, berrors.ErrMaxSizeReached) {
-		return fmt.Errorf("%w: %v", ErrDatabaseFull, err)
+		return fmt.Errorf("%w: %v", store.ErrDatabaseFull, err)
 	}
 	return fmt.Errorf("commit: %w", err)
 }

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bufio"
@@ -15,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/sigbase/sigbase/store"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // The crash test re-runs this test binary as a child that writes under
@@ -46,7 +47,7 @@ func TestCrashChild(t *testing.T) {
 		t.Skip("the child process of TestCrash")
 	}
 	round, _ := strconv.Atoi(os.Getenv(crashRoundEnv))
-	s, err := Open(path, Options{OpenTimeout: 10 * time.Second})
+	s, err := Open(path, store.Options{OpenTimeout: 10 * time.Second})
 	if err != nil {
 		fmt.Printf("ERR open: %v\n", err)
 		os.Exit(2)
@@ -63,12 +64,12 @@ func TestCrashChild(t *testing.T) {
 			room, key := fmt.Sprintf("crash%d", w%4), fmt.Sprintf("w%d", w)
 			for n := 0; ; n++ {
 				body, _ := json.Marshal(crashValue{round, n})
-				var res Result
+				var res store.Result
 				var err error
 				if n%3 == 2 { // a room PATCH names the same key
-					res, err = s.Patch(t.Context(), Path{Room: room}, []byte(`{"`+key+`":`+string(body)+`}`), Cond{})
+					res, err = s.Patch(t.Context(), store.Path{Room: room}, []byte(`{"`+key+`":`+string(body)+`}`), store.Cond{})
 				} else {
-					res, err = s.Put(t.Context(), Path{Room: room, Key: key}, body, Cond{})
+					res, err = s.Put(t.Context(), store.Path{Room: room, Key: key}, body, store.Cond{})
 				}
 				if err != nil {
 					say("ERR %s/%s: %v\n", room, key, err)
@@ -89,8 +90,8 @@ type crashAck struct {
 func TestCrash(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "crash.db")
-	acked := map[Path]crashAck{} // the latest acknowledged write of each key
-	var committed uint64         // the revision found after the previous crash
+	acked := map[store.Path]crashAck{} // the latest acknowledged write of each key
+	var committed uint64               // the revision found after the previous crash
 	total := 0
 	for round := 1; round <= crashRounds; round++ {
 		acks := runCrashChild(t, path, round, time.Duration(50+rand.IntN(250))*time.Millisecond)
@@ -112,7 +113,7 @@ func TestCrash(t *testing.T) {
 		}
 		checkBolt(t, path)
 
-		s := openPath(t, path, Options{})
+		s := openPath(t, path, store.Options{})
 		rev := s.Stats().Revision
 		for at, a := range acked {
 			v, err := s.Get(at)
@@ -153,7 +154,7 @@ func TestCrash(t *testing.T) {
 
 // runCrashChild runs the child for about d after it is ready, SIGKILLs it and
 // returns the writes it acknowledged, in order, per key.
-func runCrashChild(t *testing.T, path string, round int, d time.Duration) map[Path][]crashAck {
+func runCrashChild(t *testing.T, path string, round int, d time.Duration) map[store.Path][]crashAck {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashDBEnv+"="+path, crashRoundEnv+"="+strconv.Itoa(round))
@@ -174,7 +175,7 @@ func runCrashChild(t *testing.T, path string, round int, d time.Duration) map[Pa
 			lines <- sc.Text()
 		}
 	}()
-	acks := map[Path][]crashAck{}
+	acks := map[store.Path][]crashAck{}
 	parse := func(line string) {
 		f := strings.Fields(line)
 		switch {
@@ -182,7 +183,7 @@ func runCrashChild(t *testing.T, path string, round int, d time.Duration) map[Pa
 			round, _ := strconv.Atoi(f[3])
 			n, _ := strconv.Atoi(f[4])
 			rev, _ := strconv.ParseUint(f[5], 10, 64)
-			at := Path{Room: f[1], Key: f[2]}
+			at := store.Path{Room: f[1], Key: f[2]}
 			acks[at] = append(acks[at], crashAck{crashValue{round, n}, rev})
 		case strings.HasPrefix(line, "ERR"):
 			t.Errorf("round %d child: %s", round, line)
@@ -242,12 +243,12 @@ loop:
 // checkBolt runs bbolt's consistency check on the closed file.
 func checkBolt(t *testing.T, path string) {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, ReadOnly: true})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 5 * time.Second, ReadOnly: true})
 	if err != nil {
 		t.Fatalf("bbolt open: %v", err)
 	}
 	defer db.Close()
-	err = db.View(func(tx *bolt.Tx) error {
+	err = db.View(func(tx *bbolt.Tx) error {
 		for err := range tx.Check() {
 			t.Errorf("bbolt check: %v", err)
 		}

@@ -1,4 +1,7 @@
-package store
+// Package bolt is the bbolt engine of the store: every room in one file,
+// written by one goroutine in group commits (see store/doc.go for what the
+// store guarantees, and records.go for the layout).
+package bolt
 
 import (
 	"bytes"
@@ -10,20 +13,21 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/sigbase/sigbase/store"
+	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
 
-// boltBackend keeps rooms in one bbolt file, written by one goroutine.
-type boltBackend struct {
-	db      *bolt.DB
-	opts    Options // static after Open
+// engine keeps rooms in one bbolt file, written by one goroutine.
+type engine struct {
+	db      *bbolt.DB
+	opts    store.Options // static after Open
 	started time.Time
-	hub     *hub
+	hub     *store.Hub
 
 	ops        chan *op      // to the writer goroutine, bounded by Options.WriteQueue
 	queueWait  time.Duration // how long a write waits for room in ops
-	pushIDs    pushIDs       // owned by the writer goroutine
+	pushIDs    store.PushIDs // owned by the writer goroutine
 	closeMu    sync.RWMutex  // guards closed against sends on ops
 	closed     bool          // ops is closed
 	writerDone chan struct{} // closed when the writer returned
@@ -42,25 +46,33 @@ type boltBackend struct {
 // maxGroup caps how many queued writes share one commit.
 const maxGroup = 1000
 
+// catchUpPageBytes bounds the log one ChangesAfter reads, so no read
+// transaction stays open long.
+const catchUpPageBytes = 1 << 20
+
 // Open opens or creates the database at path and starts its writer and TTL
 // sweeper. A file locked by another process fails with ErrLocked after
 // Options.OpenTimeout.
-func Open(path string, opts Options) (*Store, error) {
-	opts = opts.withDefaults()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
+func Open(path string, opts store.Options) (*store.Store, error) {
+	return store.New(opts, func(h *store.Hub, opts store.Options) (store.Engine, error) {
+		return open(path, h, opts)
+	})
+}
+
+func open(path string, h *store.Hub, opts store.Options) (*engine, error) {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout:        opts.OpenTimeout,
 		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
+		FreelistType:   bbolt.FreelistMapType,
 		MaxSize:        opts.MaxSize,
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
+		return nil, fmt.Errorf("open %s: %w", path, store.ErrLocked)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	h := newHub(opts.WatchQueue)
-	s := &boltBackend{
+	s := &engine{
 		db: db, opts: opts, started: time.Now(), hub: h,
 		ops:        make(chan *op, opts.WriteQueue),
 		queueWait:  time.Second,
@@ -80,14 +92,12 @@ func Open(path string, opts Options) (*Store, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopSweeper = cancel
 	go s.sweep(ctx)
-	st := &Store{opts: opts, hub: h, be: s}
-	h.be = s
-	return st, nil
+	return s, nil
 }
 
 // init creates the buckets and loads the counters.
-func (s *boltBackend) init() error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+func (s *engine) init() error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range [][]byte{bucketMeta, bucketRooms, bucketExpiry} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
@@ -110,13 +120,13 @@ func (s *boltBackend) init() error {
 	})
 }
 
-// close stops the sweeper and the writer (queued writes are committed
+// Close stops the sweeper and the writer (queued writes are committed
 // first) and closes the file.
-func (s *boltBackend) close() error {
+func (s *engine) Close() error {
 	s.closeMu.Lock()
 	if s.closed {
 		s.closeMu.Unlock()
-		return ErrClosed
+		return store.ErrClosed
 	}
 	s.closed = true
 	close(s.ops) // no sender holds closeMu now, and none will send again
@@ -128,9 +138,18 @@ func (s *boltBackend) close() error {
 	return s.db.Close()
 }
 
-func (s *boltBackend) read(at Path) (Value, error) {
-	var v Value
-	err := s.db.View(func(tx *bolt.Tx) error {
+// view runs a read-only transaction; a closed database is ErrClosed.
+func (s *engine) view(fn func(tx *bbolt.Tx) error) error {
+	err := s.db.View(fn)
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return store.ErrClosed
+	}
+	return err
+}
+
+func (s *engine) Read(at store.Path) (store.Value, error) {
+	var v store.Value
+	err := s.view(func(tx *bbolt.Tx) error {
 		var err error
 		v.Data, v.Rev, err = readAt(tx, at)
 		return err
@@ -138,21 +157,28 @@ func (s *boltBackend) read(at Path) (Value, error) {
 	return v, err
 }
 
-func (s *boltBackend) stats() Stats {
-	return Stats{Revision: s.rev.Load(), Rooms: s.rooms.Load(), Expired: s.expired.Load()}
+func (s *engine) Stats() store.Stats {
+	return store.Stats{Revision: s.rev.Load(), Rooms: s.rooms.Load(), Expired: s.expired.Load()}
 }
 
 // Each room's changes reach the hub from the writer: nothing to set up.
-func (s *boltBackend) watched(string) (func(), error) { return nil, nil }
+func (s *engine) Watched(string) (func(), error) { return nil, nil }
 
-// submit hands a write to the writer and waits for its commit. Once queued,
+// Submit hands a write to the writer and waits for its commit. Once queued,
 // a write is committed or failed whatever happens to ctx.
-func (s *boltBackend) submit(ctx context.Context, o *op) (Result, error) {
+func (s *engine) Submit(ctx context.Context, w *store.Write) (store.Result, error) {
+	o := &op{write: w}
+	return o.res, s.submit(ctx, o)
+}
+
+// submit queues an op for the writer and waits for it; the op's own
+// outcome is in o.res and o.err.
+func (s *engine) submit(ctx context.Context, o *op) error {
 	o.done = make(chan struct{})
 	s.closeMu.RLock()
 	if s.closed {
 		s.closeMu.RUnlock()
-		return Result{}, ErrClosed
+		return store.ErrClosed
 	}
 	select {
 	case s.ops <- o:
@@ -165,30 +191,31 @@ func (s *boltBackend) submit(ctx context.Context, o *op) (Result, error) {
 		case s.ops <- o:
 		case <-wait.C:
 			s.closeMu.RUnlock()
-			return Result{}, ErrBusy
+			return store.ErrBusy
 		case <-ctx.Done():
 			s.closeMu.RUnlock()
-			return Result{}, ctx.Err()
+			return ctx.Err()
 		}
 	}
 	s.closeMu.RUnlock()
 	<-o.done
-	return o.res, o.err
+	return o.err
 }
 
-func (s *boltBackend) snapshot(at Path) (Event, error) {
-	var ev Event
-	err := s.db.View(func(tx *bolt.Tx) error {
+func (s *engine) Snapshot(at store.Path) (store.Event, error) {
+	var ev store.Event
+	err := s.view(func(tx *bbolt.Tx) error {
 		data, _, err := readAt(tx, at)
-		ev = Event{Rev: tx.Bucket(bucketMeta).Sequence(), Path: "/", Data: data}
+		ev = store.Event{Rev: tx.Bucket(bucketMeta).Sequence(), Path: "/", Data: data}
 		return err
 	})
 	return ev, err
 }
 
-// changesAfter reads the room's log in one short transaction.
-func (s *boltBackend) changesAfter(room string, after uint64, limit int) (changes []*change, provable, more bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+// ChangesAfter reads the room's log in one short transaction, at most
+// about a page of catchUpPageBytes.
+func (s *engine) ChangesAfter(room string, after uint64, limit int) (changes []*store.Change, provable, more bool, err error) {
+	err = s.view(func(tx *bbolt.Tx) error {
 		rooms := tx.Bucket(bucketRooms)
 		meta, ok, err := readMeta(rooms, room)
 		if err != nil {
@@ -206,7 +233,7 @@ func (s *boltBackend) changesAfter(room string, after uint64, limit int) (change
 				more = true
 				break
 			}
-			ch, err := decodeChange(room, binary.BigEndian.Uint64(k[len(prefix):]), v)
+			ch, err := store.DecodeChange(room, binary.BigEndian.Uint64(k[len(prefix):]), v)
 			if err != nil {
 				return err
 			}

@@ -1,29 +1,28 @@
-package store
+package bolt
 
 import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/sigbase/sigbase/store"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // txn applies queued writes inside one bbolt write transaction. It is used by
 // the writer goroutine only.
 type txn struct {
-	s                   *boltBackend
+	s                   *engine
 	now                 time.Time
-	meta, rooms, expiry *bolt.Bucket
+	meta, rooms, expiry *bbolt.Bucket
 
-	changes    []*change // committed with the transaction, in revision order
+	changes    []*store.Change // committed with the transaction, in revision order
 	roomsDelta int64
 	expired    uint64
 }
 
-func (s *boltBackend) newTxn(tx *bolt.Tx, now time.Time) *txn {
+func (s *engine) newTxn(tx *bbolt.Tx, now time.Time) *txn {
 	t := &txn{s: s, now: now, meta: tx.Bucket(bucketMeta), rooms: tx.Bucket(bucketRooms), expiry: tx.Bucket(bucketExpiry)}
 	// The index grows at its end; FillPercent is not persisted, so it is set
 	// in every write transaction.
@@ -39,88 +38,63 @@ func (t *txn) countRooms(before int64) error {
 	return t.meta.Put(roomCountKey, binary.BigEndian.AppendUint64(nil, uint64(before+t.roomsDelta)))
 }
 
-func (t *txn) run(o *op) (Result, error) {
-	if o.kind == opSweep {
+func (t *txn) run(o *op) (store.Result, error) {
+	if o.write == nil {
 		var err error
 		o.more, err = t.sweep(maxGroup)
-		return Result{}, err
+		return store.Result{}, err
 	}
-	return t.apply(o)
+	return t.apply(o.write)
 }
 
-// apply runs one PUT, DELETE, POST or PATCH: check the precondition, plan the
-// new state of each affected key, check quotas, then write records, the
-// change-log entry, the room's bookkeeping and its expiry. A write that
-// fails its checks returns before touching anything.
-func (t *txn) apply(o *op) (Result, error) {
-	room := o.at.Room
-	meta, exists, err := readMeta(t.rooms, room)
+// apply runs one PUT, DELETE, POST or PATCH: load the room's bookkeeping
+// and the keys the write needs, apply it (store.Room.Apply: precondition,
+// server values, new key values, quotas), then write the touched key
+// records, the change-log entry, the room's bookkeeping and its expiry. A
+// write that fails returns before touching anything.
+func (t *txn) apply(w *store.Write) (store.Result, error) {
+	name := w.Room()
+	meta, exists, err := readMeta(t.rooms, name)
 	if err != nil {
-		return Result{}, err
+		return store.Result{}, err
 	}
-	if o.cond.Set {
-		if err := t.checkCond(o.at, meta, exists, o.cond.Rev); err != nil {
-			return Result{}, err
+	all, keys := w.Needs()
+	room, err := loadRoom(t.rooms, name, meta, exists, all, keys)
+	if err != nil {
+		return store.Result{}, err
+	}
+	w.NamePush(&t.s.pushIDs, t.now)
+	// The revision is taken from the sequence only once the write applies,
+	// so a failed write leaves no gap.
+	rev := t.meta.Sequence() + 1
+	c, res, err := room.Apply(w, t.s.opts.Limits, rev)
+	if err != nil {
+		return store.Result{}, err
+	}
+	if next, err := t.meta.NextSequence(); err != nil || next != rev {
+		return store.Result{}, fmt.Errorf("next revision %d, want %d: %v", next, rev, err)
+	}
+	err = room.Touched(func(key string, rec []byte) error {
+		if rec == nil {
+			return t.rooms.Delete(keyRecordKey(name, key))
 		}
-	}
-	if o.kind == opPush {
-		o.at.Child = t.s.pushIDs.next(t.now)
-	}
-	plans, resolved, err := prepare(o, boltRecords{t.rooms}, t.s.opts.Limits, &meta)
+		return t.rooms.Put(keyRecordKey(name, key), rec)
+	})
 	if err != nil {
-		return Result{}, err
+		return store.Result{}, fmt.Errorf("write %s: %w", name, err)
 	}
-	rev, err := t.meta.NextSequence()
-	if err != nil {
-		return Result{}, fmt.Errorf("next revision: %w", err)
-	}
-	keys := plannedKeys(plans)
-	c, res, err := commitPlans(keys, resolved, plans, rev, exists, meta.keys)
-	if err != nil {
-		return Result{}, err
-	}
-	if err := t.storeKeys(room, keys); err != nil {
-		return Result{}, err
-	}
-	if err := t.finishRoom(room, meta, exists, c); err != nil {
-		return Result{}, err
+	meta.keys, meta.bytes = room.Keys(), room.Bytes()
+	if err := t.finishRoom(name, meta, exists, c); err != nil {
+		return store.Result{}, err
 	}
 	t.changes = append(t.changes, c)
 	return res, nil
 }
 
-// checkCond compares the location's revision with the expected one.
-func (t *txn) checkCond(at Path, meta roomMeta, exists bool, want uint64) error {
-	var rev uint64
-	switch {
-	case !exists:
-	case at.Depth() == 0:
-		rev = meta.rev
-	default:
-		k, err := readKey(t.rooms, at.Room, at.Key)
-		if err != nil {
-			return err
-		}
-		rev = k.rev
-		if at.Depth() == 2 {
-			_, rev = k.child(at.Child)
-		}
-	}
-	if rev == want {
-		return nil
-	}
-	var value []byte
-	err := func() (err error) { value, rev, err = readAt(t.rooms.Tx(), at); return }()
-	if err != nil {
-		return err
-	}
-	return &ConditionError{Value: value, Rev: rev}
-}
-
 // finishRoom updates the room's bookkeeping after a write: a room left empty
 // is deleted with its log and expiry entry; otherwise the change is logged,
 // the log trimmed, and the expiry moved.
-func (t *txn) finishRoom(room string, meta roomMeta, existed bool, c *change) error {
+func (t *txn) finishRoom(room string, meta roomMeta, existed bool, c *store.Change) error {
 	if meta.keys == 0 {
 		if !existed {
 			return nil
@@ -130,11 +104,11 @@ func (t *txn) finishRoom(room string, meta roomMeta, existed bool, c *change) er
 	}
 	if !existed {
 		t.roomsDelta++
-		meta.created, meta.floor = c.rev, c.rev-1
+		meta.created, meta.floor = c.Rev(), c.Rev()-1
 	}
-	meta.rev = c.rev
-	entry := c.encode()
-	if err := t.rooms.Put(logKey(room, c.rev), entry); err != nil {
+	meta.rev = c.Rev()
+	entry := c.Encode()
+	if err := t.rooms.Put(logKey(room, c.Rev()), entry); err != nil {
 		return fmt.Errorf("log %s: %w", room, err)
 	}
 	meta.logCount++
@@ -183,7 +157,7 @@ func (t *txn) trimLog(room string, meta *roomMeta) error {
 	for meta.logCount > 1 && (meta.logCount > uint32(lim.MaxLogEntries) || meta.logBytes > uint64(lim.MaxLogBytes)) {
 		k, v := c.Seek(prefix)
 		if k == nil || !bytes.HasPrefix(k, prefix) {
-			return fmt.Errorf("log of %s: %d entries counted, none found: %w", room, meta.logCount, errCorrupt)
+			return fmt.Errorf("log of %s: %d entries counted, none found: %w", room, meta.logCount, store.ErrCorrupt)
 		}
 		meta.floor = binary.BigEndian.Uint64(k[len(prefix):])
 		meta.logCount--
@@ -209,40 +183,6 @@ func (t *txn) deleteRoom(room string, meta roomMeta) error {
 	}
 	if err := t.rooms.Delete(metaKey(room)); err != nil {
 		return fmt.Errorf("delete room %s: %w", room, err)
-	}
-	return nil
-}
-
-// boltRecords reads a room's key records from bucketRooms.
-type boltRecords struct{ b *bolt.Bucket }
-
-func (r boltRecords) readKey(room, key string) (storedKey, error) { return readKey(r.b, room, key) }
-func (r boltRecords) readRoom(room string) ([]namedKey, error)    { return readRoom(r.b, room) }
-
-// plannedKeys holds the planned keys as they are, for commitPlans to change.
-func plannedKeys(plans []keyPlan) *memRoom {
-	m := &memRoom{}
-	for _, p := range plans {
-		if p.old.rev != 0 {
-			m.keys = append(m.keys, namedKey{name: p.name, storedKey: p.old})
-		}
-	}
-	slices.SortFunc(m.keys, func(a, b namedKey) int { return strings.Compare(a.name, b.name) })
-	return m.clone()
-}
-
-// storeKeys writes each key the change touched as one record, or deletes it.
-func (t *txn) storeKeys(room string, keys *memRoom) error {
-	for name := range keys.touched {
-		var err error
-		if i, ok := keys.find(name); ok {
-			err = t.rooms.Put(keyRecordKey(room, name), appendKeyRecord(nil, keys.keys[i].storedKey))
-		} else {
-			err = t.rooms.Delete(keyRecordKey(room, name))
-		}
-		if err != nil {
-			return fmt.Errorf("write %s/%s: %w", room, name, err)
-		}
 	}
 	return nil
 }

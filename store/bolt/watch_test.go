@@ -1,10 +1,13 @@
-package store
+package bolt
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sigbase/sigbase/store"
+	"github.com/sigbase/sigbase/store/internal/model"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -15,9 +18,9 @@ import (
 // drain returns the events the watcher has ready now. Every change published
 // before the call is among them: publish signals Ready, and Next re-signals
 // while it has more (a snapshot, a log page).
-func drain(t testing.TB, w *Watcher) []Event {
+func drain(t testing.TB, w *store.Watcher) []store.Event {
 	t.Helper()
-	var out []Event
+	var out []store.Event
 	for {
 		select {
 		case <-w.Ready():
@@ -33,11 +36,11 @@ func drain(t testing.TB, w *Watcher) []Event {
 }
 
 // waitEvents reads until at least n events arrived.
-func waitEvents(t testing.TB, w *Watcher, n int) []Event {
+func waitEvents(t testing.TB, w *store.Watcher, n int) []store.Event {
 	t.Helper()
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()
-	var out []Event
+	var out []store.Event
 	for len(out) < n {
 		select {
 		case <-w.Ready():
@@ -54,7 +57,7 @@ func waitEvents(t testing.TB, w *Watcher, n int) []Event {
 }
 
 // waitErr calls Next until it fails.
-func waitErr(t testing.TB, w *Watcher) error {
+func waitErr(t testing.TB, w *store.Watcher) error {
 	t.Helper()
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()
@@ -70,7 +73,7 @@ func waitErr(t testing.TB, w *Watcher) error {
 	}
 }
 
-func (s *testStore) watch(t testing.TB, at string, after uint64, resume bool) *Watcher {
+func (s *testStore) watch(t testing.TB, at string, after uint64, resume bool) *store.Watcher {
 	t.Helper()
 	w, err := s.Watch(loc(t, at), after, resume)
 	if err != nil {
@@ -80,17 +83,9 @@ func (s *testStore) watch(t testing.TB, at string, after uint64, resume bool) *W
 	return w
 }
 
-func (e Event) String() string {
-	kind := "put"
-	if e.Patch {
-		kind = "patch"
-	}
-	return fmt.Sprintf("%d:%s %s %s", e.Rev, kind, e.Path, e.Data)
-}
-
 // checkEvents compares events with the expected ones, each written
 // "put /path data" or "patch /path data", all at revision rev.
-func checkEvents(t testing.TB, what string, got []Event, rev uint64, want ...string) {
+func checkEvents(t testing.TB, what string, got []store.Event, rev uint64, want ...string) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Errorf("%s: events %v, want %v", what, got, want)
@@ -98,7 +93,7 @@ func checkEvents(t testing.TB, what string, got []Event, rev uint64, want ...str
 	}
 	for i, ev := range got {
 		fields := strings.SplitN(want[i], " ", 3)
-		if ev.Rev != rev || ev.Patch != (fields[0] == "patch") || ev.Path != fields[1] || !jsonEq(t, ev.Data, []byte(fields[2])) || !isCompact(ev.Data) {
+		if ev.Rev != rev || ev.Patch != (fields[0] == "patch") || ev.Path != fields[1] || !jsonEq(t, ev.Data, []byte(fields[2])) || !model.IsCompact(ev.Data) {
 			t.Errorf("%s: event %d is %v, want %d:%s", what, i, ev, rev, want[i])
 		}
 	}
@@ -106,7 +101,7 @@ func checkEvents(t testing.TB, what string, got []Event, rev uint64, want ...str
 
 func TestWatchSnapshotFirst(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{})
+	s := openStore(t, store.Options{})
 	s.put(t, "r", `{"a":{"x":1},"b":"leaf"}`)
 	s.put(t, "other/k", `1`)
 	for _, tc := range []struct{ at, want string }{
@@ -138,52 +133,52 @@ func TestWatchEventProjection(t *testing.T) {
 	watched := []string{"r", "r/a", "r/a/x", "r/a/y", "r/b", "r/b/x", "r/c"}
 	for _, tc := range []struct {
 		name  string
-		write func(t *testing.T, s *testStore) Result
+		write func(t *testing.T, s *testStore) store.Result
 		want  map[string][]string // watched location → events; absent: none
 	}{
-		{"PUT child", func(t *testing.T, s *testStore) Result { return s.put(t, "r/a/x", `2`) }, map[string][]string{
+		{"PUT child", func(t *testing.T, s *testStore) store.Result { return s.put(t, "r/a/x", `2`) }, map[string][]string{
 			"r": {"put /a/x 2"}, "r/a": {"put /x 2"}, "r/a/x": {"put / 2"}}},
-		{"PUT key: only changed children", func(t *testing.T, s *testStore) Result { return s.put(t, "r/a", `{"x":1,"y":2,"z":3}`) }, map[string][]string{
+		{"PUT key: only changed children", func(t *testing.T, s *testStore) store.Result { return s.put(t, "r/a", `{"x":1,"y":2,"z":3}`) }, map[string][]string{
 			"r": {`put /a {"x":1,"y":2,"z":3}`}, "r/a": {`put / {"x":1,"y":2,"z":3}`}, "r/a/y": {"put / 2"}}},
-		{"PUT key unchanged", func(t *testing.T, s *testStore) Result { return s.put(t, "r/a", `{"y":1,"x":1}`) }, map[string][]string{
+		{"PUT key unchanged", func(t *testing.T, s *testStore) store.Result { return s.put(t, "r/a", `{"y":1,"x":1}`) }, map[string][]string{
 			"r": {`put /a {"x":1,"y":1}`}, "r/a": {`put / {"x":1,"y":1}`}}},
-		{"PUT room: only changed keys", func(t *testing.T, s *testStore) Result {
+		{"PUT room: only changed keys", func(t *testing.T, s *testStore) store.Result {
 			return s.put(t, "r", `{"a":{"x":1,"y":1},"b":"leaf2","c":{"x":0}}`)
 		}, map[string][]string{
 			"r": {`put / {"a":{"x":1,"y":1},"b":"leaf2","c":{"x":0}}`}, "r/b": {`put / "leaf2"`}, "r/c": {`put / {"x":0}`}}},
-		{"PATCH room with key/child members", func(t *testing.T, s *testStore) Result {
+		{"PATCH room with key/child members", func(t *testing.T, s *testStore) store.Result {
 			return s.patch(t, "r", `{"a/x":5,"b":null,"c/z":{}, "c/w":1}`)
 		}, map[string][]string{
 			"r": {`patch / {"a/x":5,"b":null,"c/w":1,"c/z":null}`}, "r/a": {`put / {"x":5,"y":1}`}, "r/a/x": {"put / 5"},
 			"r/b": {"put / null"}, "r/c": {`put / {"w":1}`}}},
-		{"PATCH room replacing a key", func(t *testing.T, s *testStore) Result { return s.patch(t, "r", `{"a":{"x":1},"b/x":7}`) }, map[string][]string{
+		{"PATCH room replacing a key", func(t *testing.T, s *testStore) store.Result { return s.patch(t, "r", `{"a":{"x":1},"b/x":7}`) }, map[string][]string{
 			"r": {`patch / {"a":{"x":1},"b/x":7}`}, "r/a": {`put / {"x":1}`}, "r/a/y": {"put / null"},
 			"r/b": {`put / {"x":7}`}, "r/b/x": {"put / 7"}}},
-		{"PATCH key", func(t *testing.T, s *testStore) Result { return s.patch(t, "r/a", `{"x":null,"z":2}`) }, map[string][]string{
+		{"PATCH key", func(t *testing.T, s *testStore) store.Result { return s.patch(t, "r/a", `{"x":null,"z":2}`) }, map[string][]string{
 			"r": {`patch /a {"x":null,"z":2}`}, "r/a": {`patch / {"x":null,"z":2}`}, "r/a/x": {"put / null"}}},
 		{"POST", nil, nil}, // below: the name is known after the write
-		{"DELETE room", func(t *testing.T, s *testStore) Result { return s.del(t, "r") }, map[string][]string{
+		{"DELETE room", func(t *testing.T, s *testStore) store.Result { return s.del(t, "r") }, map[string][]string{
 			"r": {"put / null"}, "r/a": {"put / null"}, "r/a/x": {"put / null"}, "r/a/y": {"put / null"},
 			"r/b": {"put / null"}, "r/b/x": {"put / null"}, "r/c": {"put / null"}}},
-		{"PUT room null", func(t *testing.T, s *testStore) Result { return s.put(t, "r", `null`) }, map[string][]string{
+		{"PUT room null", func(t *testing.T, s *testStore) store.Result { return s.put(t, "r", `null`) }, map[string][]string{
 			"r": {"put / null"}, "r/a": {"put / null"}, "r/a/x": {"put / null"}, "r/a/y": {"put / null"},
 			"r/b": {"put / null"}, "r/b/x": {"put / null"}, "r/c": {"put / null"}}},
-		{"DELETE key", func(t *testing.T, s *testStore) Result { return s.del(t, "r/a") }, map[string][]string{
+		{"DELETE key", func(t *testing.T, s *testStore) store.Result { return s.del(t, "r/a") }, map[string][]string{
 			"r": {"put /a null"}, "r/a": {"put / null"}, "r/a/x": {"put / null"}, "r/a/y": {"put / null"}}},
-		{"PUT child under a leaf", func(t *testing.T, s *testStore) Result { return s.put(t, "r/b/x", `3`) }, map[string][]string{
+		{"PUT child under a leaf", func(t *testing.T, s *testStore) store.Result { return s.put(t, "r/b/x", `3`) }, map[string][]string{
 			"r": {"put /b/x 3"}, "r/b": {"put /x 3"}, "r/b/x": {"put / 3"}}},
-		{"DELETE child under a leaf", func(t *testing.T, s *testStore) Result { return s.del(t, "r/b/x") }, map[string][]string{
+		{"DELETE child under a leaf", func(t *testing.T, s *testStore) store.Result { return s.del(t, "r/b/x") }, map[string][]string{
 			"r": {"put /b/x null"}, "r/b": {"put /x null"}, "r/b/x": {"put / null"}}},
-		{"PATCH room emptying it", func(t *testing.T, s *testStore) Result { return s.patch(t, "r", `{"a":null,"b":null}`) }, map[string][]string{
+		{"PATCH room emptying it", func(t *testing.T, s *testStore) store.Result { return s.patch(t, "r", `{"a":null,"b":null}`) }, map[string][]string{
 			"r": {`patch / {"a":null,"b":null}`}, "r/a": {"put / null"}, "r/a/x": {"put / null"}, "r/a/y": {"put / null"},
 			"r/b": {"put / null"}, "r/b/x": {"put / null"}, "r/c": {"put / null"}}},
-		{"write to another room", func(t *testing.T, s *testStore) Result { return s.put(t, "r2/a", `{"x":9}`) }, nil},
+		{"write to another room", func(t *testing.T, s *testStore) store.Result { return s.put(t, "r2/a", `{"x":9}`) }, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := openStore(t, Options{})
+			s := openStore(t, store.Options{})
 			s.put(t, "r", setup)
-			ws := map[string]*Watcher{}
+			ws := map[string]*store.Watcher{}
 			for _, at := range watched {
 				ws[at] = s.watch(t, at, 0, false)
 				if evs := drain(t, ws[at]); len(evs) != 1 || evs[0].Rev != 1 {
@@ -191,7 +186,7 @@ func TestWatchEventProjection(t *testing.T) {
 				}
 			}
 			want := tc.want
-			var res Result
+			var res store.Result
 			if tc.write == nil { // POST
 				res = s.push(t, "r/a", `"v"`)
 				want = map[string][]string{"r": {"put /a/" + res.Name + ` "v"`}, "r/a": {"put /" + res.Name + ` "v"`}}
@@ -208,7 +203,7 @@ func TestWatchEventProjection(t *testing.T) {
 
 func TestWatchResumeReplays(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{})
+	s := openStore(t, store.Options{})
 	var revs []uint64 // revisions of room r
 	for i := range 10 {
 		revs = append(revs, s.put(t, "r/k", fmt.Sprint(i)).Rev)
@@ -247,13 +242,13 @@ func TestWatchResumeReplays(t *testing.T) {
 // while writers keep going delivers every change once, in order.
 func TestWatchResumeAcrossPagesWhileWriting(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{})
+	s := openStore(t, store.Options{})
 	write := func(n, writers int) {
 		var wg sync.WaitGroup
 		for g := range writers {
 			wg.Go(func() {
 				for i := range n / writers {
-					if _, err := s.Put(t.Context(), mustPath(t, "r", fmt.Sprintf("k%d", g), ""), []byte(fmt.Sprint(i)), Cond{}); err != nil {
+					if _, err := s.Put(t.Context(), mustPath(t, "r", fmt.Sprintf("k%d", g), ""), []byte(fmt.Sprint(i)), store.Cond{}); err != nil {
 						t.Errorf("Put: %v", err)
 						return
 					}
@@ -287,7 +282,7 @@ func TestWatchResumeAcrossPagesWhileWriting(t *testing.T) {
 
 func TestWatchResumeSnapshots(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{})
+	s := openStore(t, store.Options{})
 	s.put(t, "r", `{"a":1}`) // 1
 	s.del(t, "r")            // 2
 	s.put(t, "r", `{"b":2}`) // 3: re-created
@@ -336,7 +331,7 @@ func TestWatchEviction(t *testing.T) {
 	t.Parallel()
 	// The queue must hold what one commit group brings a reader that is
 	// merely descheduled (the test runs under -race, maybe on one CPU).
-	s := openStore(t, Options{WatchQueue: 64})
+	s := openStore(t, store.Options{WatchQueue: 64})
 	s.put(t, "r/k", `-1`)
 	slow := s.watch(t, "r", 0, false)
 	snap := drain(t, slow)[0] // then it stops reading
@@ -344,9 +339,9 @@ func TestWatchEviction(t *testing.T) {
 	drain(t, fast)
 
 	const n = 300
-	got := make(chan []Event)
+	got := make(chan []store.Event)
 	go func() {
-		var evs []Event
+		var evs []store.Event
 		deadline := time.After(20 * time.Second)
 		for len(evs) < n {
 			select {
@@ -367,7 +362,7 @@ func TestWatchEviction(t *testing.T) {
 	}()
 	start := time.Now()
 	for i := range n {
-		if _, err := s.Put(t.Context(), loc(t, "r/k"), []byte(fmt.Sprint(i)), Cond{}); err != nil {
+		if _, err := s.Put(t.Context(), loc(t, "r/k"), []byte(fmt.Sprint(i)), store.Cond{}); err != nil {
 			t.Fatalf("write %d with a stuck watcher: %v", i, err)
 		}
 	}
@@ -383,7 +378,7 @@ func TestWatchEviction(t *testing.T) {
 			t.Fatalf("fast watcher event %d: %v", i, ev)
 		}
 	}
-	if err := waitErr(t, slow); !errors.Is(err, ErrEvicted) {
+	if err := waitErr(t, slow); !errors.Is(err, store.ErrEvicted) {
 		t.Fatalf("stuck watcher: %v, want ErrEvicted", err)
 	}
 	if st := s.Stats(); st.Watchers != 2 {
@@ -406,13 +401,13 @@ func TestWatchEviction(t *testing.T) {
 // once, in revision order, and ends at the stored value.
 func TestWatchConcurrent(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{})
+	s := openStore(t, store.Options{})
 	rooms := []string{"c0", "c1", "c2"}
 	watched := []string{"", "", "/k0", "/k0/x0", "/k1"}
 	type watcher struct {
-		at     Path
-		w      *Watcher
-		events []Event
+		at     store.Path
+		w      *store.Watcher
+		events []store.Event
 	}
 	var ws []*watcher
 	for _, r := range rooms {
@@ -445,7 +440,7 @@ func TestWatchConcurrent(t *testing.T) {
 
 	type ack struct {
 		rev uint64
-		at  Path
+		at  store.Path
 	}
 	const writers, perWriter = 8, 60
 	acks := make([][]ack, writers)
@@ -456,19 +451,19 @@ func TestWatchConcurrent(t *testing.T) {
 				room := rooms[(g+i)%len(rooms)]
 				key := fmt.Sprintf("k%d", i%3)
 				at := mustPath(t, room, key, "")
-				var res Result
+				var res store.Result
 				var err error
 				switch i % 4 {
 				case 0:
-					res, err = s.Put(t.Context(), at, []byte(fmt.Sprintf(`{"x0":%d,"x1":%d}`, i, g)), Cond{})
+					res, err = s.Put(t.Context(), at, []byte(fmt.Sprintf(`{"x0":%d,"x1":%d}`, i, g)), store.Cond{})
 				case 1:
 					at.Child = fmt.Sprintf("x%d", g%2)
-					res, err = s.Put(t.Context(), at, []byte(fmt.Sprint(i)), Cond{})
+					res, err = s.Put(t.Context(), at, []byte(fmt.Sprint(i)), store.Cond{})
 				case 2:
-					res, err = s.Push(t.Context(), at, []byte(fmt.Sprint(i)), Cond{})
+					res, err = s.Push(t.Context(), at, []byte(fmt.Sprint(i)), store.Cond{})
 					at.Child = res.Name
 				default:
-					res, err = s.Patch(t.Context(), at, []byte(fmt.Sprintf(`{"x0":%d,"x2":null}`, g)), Cond{})
+					res, err = s.Patch(t.Context(), at, []byte(fmt.Sprintf(`{"x0":%d,"x2":null}`, g)), store.Cond{})
 				}
 				if err != nil {
 					t.Errorf("write: %v", err)
@@ -501,8 +496,8 @@ func TestWatchConcurrent(t *testing.T) {
 			seen[ev.Rev] = true
 		}
 		for _, a := range all {
-			inside := w.at.contains(a.at)
-			if inside != seen[a.rev] && (inside || !a.at.contains(w.at)) {
+			inside := w.at.Contains(a.at)
+			if inside != seen[a.rev] && (inside || !a.at.Contains(w.at)) {
 				t.Errorf("watcher of %s: change %d at %s seen %v, want %v", w.at, a.rev, a.at, seen[a.rev], inside)
 			}
 			delete(seen, a.rev)
@@ -511,8 +506,8 @@ func TestWatchConcurrent(t *testing.T) {
 			t.Errorf("watcher of %s: events for revisions nobody wrote: %v", w.at, seen)
 		}
 		v, _ := s.Get(w.at)
-		if !jsonEqualAny(local, decode(t, v.Data)) {
-			t.Errorf("watcher of %s ends at %s, want %s", w.at, mustJSON(local), v.Data)
+		if !reflect.DeepEqual(local, decode(t, v.Data)) {
+			t.Errorf("watcher of %s ends at %s, want %s", w.at, model.MustJSON(local), v.Data)
 		}
 	}
 }
@@ -520,7 +515,7 @@ func TestWatchConcurrent(t *testing.T) {
 func TestCloseEndsWatchersAndWrites(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "sigbase.db")
-	s := openPath(t, path, Options{})
+	s := openPath(t, path, store.Options{})
 	s.put(t, "r/k", `0`)
 	live := s.watch(t, "r", 0, false)
 	drain(t, live)
@@ -540,8 +535,8 @@ func TestCloseEndsWatchersAndWrites(t *testing.T) {
 		wg.Go(func() {
 			for i := 0; ; i++ {
 				at := fmt.Sprintf("w%d/k", g)
-				_, err := s.Put(t.Context(), loc(t, at), []byte(fmt.Sprint(i)), Cond{})
-				if errors.Is(err, ErrClosed) {
+				_, err := s.Put(t.Context(), loc(t, at), []byte(fmt.Sprint(i)), store.Cond{})
+				if errors.Is(err, store.ErrClosed) {
 					return
 				}
 				if err != nil {
@@ -564,25 +559,25 @@ func TestCloseEndsWatchersAndWrites(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	wg.Wait()
-	for name, w := range map[string]*Watcher{"live": live, "fresh": fresh} {
-		if err := waitErr(t, w); !errors.Is(err, ErrClosed) {
+	for name, w := range map[string]*store.Watcher{"live": live, "fresh": fresh} {
+		if err := waitErr(t, w); !errors.Is(err, store.ErrClosed) {
 			t.Errorf("%s watcher after Close: %v, want ErrClosed", name, err)
 		}
 	}
-	if _, err := s.Put(t.Context(), loc(t, "r/k"), []byte(`1`), Cond{}); !errors.Is(err, ErrClosed) {
+	if _, err := s.Put(t.Context(), loc(t, "r/k"), []byte(`1`), store.Cond{}); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Put after Close: %v, want ErrClosed", err)
 	}
-	if _, err := s.Patch(t.Context(), loc(t, "r"), []byte(`{"k":1}`), Cond{}); !errors.Is(err, ErrClosed) {
+	if _, err := s.Patch(t.Context(), loc(t, "r"), []byte(`{"k":1}`), store.Cond{}); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Patch after Close: %v, want ErrClosed", err)
 	}
-	if _, err := s.Watch(loc(t, "r"), 0, false); !errors.Is(err, ErrClosed) {
+	if _, err := s.Watch(loc(t, "r"), 0, false); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Watch after Close: %v, want ErrClosed", err)
 	}
-	if err := s.Close(); !errors.Is(err, ErrClosed) {
+	if err := s.Close(); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("second Close: %v, want ErrClosed", err)
 	}
 
-	s = openPath(t, path, Options{})
+	s = openPath(t, path, store.Options{})
 	last := map[string]int{}
 	for _, a := range acked {
 		last[a.at] = max(last[a.at], a.value)
@@ -597,7 +592,7 @@ func TestCloseEndsWatchersAndWrites(t *testing.T) {
 
 func TestWatcherClose(t *testing.T) {
 	t.Parallel()
-	s := openStore(t, Options{})
+	s := openStore(t, store.Options{})
 	w := s.watch(t, "r", 0, false)
 	drain(t, w)
 	if got := s.Stats().Watchers; got != 1 {
@@ -610,7 +605,7 @@ func TestWatcherClose(t *testing.T) {
 	}
 	s.put(t, "r/k", `1`)
 	s.sync(t)
-	if evs, err := w.Next(); !errors.Is(err, ErrClosed) || len(evs) != 0 {
+	if evs, err := w.Next(); !errors.Is(err, store.ErrClosed) || len(evs) != 0 {
 		t.Errorf("Next after Close: %v, %v; want ErrClosed", evs, err)
 	}
 }

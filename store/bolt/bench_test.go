@@ -1,7 +1,8 @@
-package store
+package bolt
 
 import (
 	"fmt"
+	"github.com/sigbase/sigbase/store"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -24,7 +25,7 @@ func BenchmarkWrite(b *testing.B) {
 		}
 		writers := bc.writers
 		b.Run(name, func(b *testing.B) {
-			s := openStore(b, Options{})
+			s := openStore(b, store.Options{})
 			lat := make([][]time.Duration, writers)
 			var next atomic.Int64
 			var wg sync.WaitGroup
@@ -34,9 +35,9 @@ func BenchmarkWrite(b *testing.B) {
 				wg.Go(func() {
 					room := fmt.Sprintf("bench%d", g%bc.rooms)
 					for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-						at := Path{Room: room, Key: fmt.Sprintf("k%d", i%100)}
+						at := store.Path{Room: room, Key: fmt.Sprintf("k%d", i%100)}
 						t0 := time.Now()
-						if _, err := s.Put(b.Context(), at, benchBody, Cond{}); err != nil {
+						if _, err := s.Put(b.Context(), at, benchBody, store.Cond{}); err != nil {
 							b.Errorf("Put: %v", err)
 							return
 						}
@@ -69,8 +70,8 @@ func percentile(sorted []time.Duration, p float64) float64 {
 func BenchmarkNotify(b *testing.B) {
 	for _, watchers := range []int{0, 1, 100, 1000} {
 		b.Run(fmt.Sprintf("watchers=%d", watchers), func(b *testing.B) {
-			s := openStore(b, Options{WatchQueue: 1 << 20})
-			at := Path{Room: "notify", Key: "callerCandidates"}
+			s := openStore(b, store.Options{WatchQueue: 1 << 20})
+			at := store.Path{Room: "notify", Key: "callerCandidates"}
 			reached := make([]atomic.Uint64, watchers)
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
@@ -104,7 +105,7 @@ func BenchmarkNotify(b *testing.B) {
 			var last uint64
 			for i := 0; i < b.N; i++ {
 				at.Child = fmt.Sprintf("c%d", i%50)
-				res, err := s.Put(b.Context(), at, benchBody, Cond{})
+				res, err := s.Put(b.Context(), at, benchBody, store.Cond{})
 				if err != nil {
 					b.Fatal(err)
 				}

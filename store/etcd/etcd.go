@@ -1,4 +1,21 @@
-package store
+// Package etcd is the etcd engine of the store: rooms in an etcd cluster
+// that several sigbase nodes share (docs/SCALING.md).
+//
+// It keeps each room as two etcd keys under a prefix:
+//
+//	<prefix>rooms/<room>    the room's records (room.go)
+//	<prefix>changes/<room>  the room's last change; its etcd history is the
+//	                        room's change log
+//
+// Every write is one etcd transaction, guarded by the room value's
+// ModRevision, so the etcd revision it commits at is its revision, and
+// ETags are ModRevisions. Both keys hang on the room's lease, whose TTL is
+// the room TTL: each write refreshes it, a node keeps it alive while it has
+// watchers of the room, and when it runs out etcd deletes the room. Each
+// node watches the change key of every room it has watchers for and fans the
+// changes out through the hub; a watcher resumes from etcd's history until
+// it is compacted, then gets a snapshot.
+package etcd
 
 import (
 	"context"
@@ -12,32 +29,20 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sigbase/sigbase/store"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
 
-// The etcd backend keeps each room as two etcd keys under a prefix:
-//
-//	<prefix>rooms/<room>    the room's records (memRoom)
-//	<prefix>changes/<room>  the room's last change; its etcd history is the
-//	                        room's change log
-//
-// Every write is one etcd transaction, guarded by the room value's
-// ModRevision, so the etcd revision it commits at is its revision, and
-// ETags are ModRevisions. Both keys hang on the room's lease, whose TTL is
-// the room TTL: each write refreshes it, a node keeps it alive while it has
-// watchers of the room, and when it runs out etcd deletes the room. Each
-// node watches the change key of every room it has watchers for and fans the
-// changes out through the hub; a watcher resumes from etcd's history until
-// it is compacted, then gets a snapshot.
-type etcdBackend struct {
-	disc   etcdDisconnects // onDisconnect records under leases (etcddisconnect.go)
+// engine keeps rooms in etcd.
+type engine struct {
+	disc   etcdDisconnects // onDisconnect records under leases (disconnect.go)
 	cli    *clientv3.Client
 	prefix string
-	opts   Options
-	hub    *hub
+	opts   store.Options
+	hub    *store.Hub
 	log    *slog.Logger
 
 	ctx    context.Context // ends feeds and keepers at close
@@ -47,7 +52,7 @@ type etcdBackend struct {
 	roomLocks [64]sync.Mutex // writes to one room from this node go one at a time
 
 	pushMu  sync.Mutex
-	pushIDs pushIDs // guarded by pushMu
+	pushIDs store.PushIDs // guarded by pushMu
 
 	touchMu sync.Mutex
 	touched map[int64]time.Time // lease → when this node last refreshed it
@@ -63,8 +68,8 @@ type etcdBackend struct {
 // roomCountTTL is how stale the room count may be.
 const roomCountTTL = time.Second
 
-// EtcdOptions say where the etcd backend keeps its rooms.
-type EtcdOptions struct {
+// Options say where the engine keeps its rooms.
+type Options struct {
 	Endpoints   []string      // etcd client URLs
 	Prefix      string        // key prefix: "/sigbase/"
 	DialTimeout time.Duration // 5 s
@@ -80,10 +85,31 @@ const (
 	keepAliveTimeout = 3 * time.Second
 )
 
-// OpenEtcd opens a store on an etcd cluster. Several sigbase nodes may share
+// Open opens a store on an etcd cluster. Several sigbase nodes may share
 // one prefix: any node serves any room.
-func OpenEtcd(eo EtcdOptions, opts Options) (*Store, error) {
-	opts = opts.withDefaults()
+func Open(eo Options, opts store.Options) (*store.Store, error) {
+	var e *engine
+	st, err := store.New(opts, func(h *store.Hub, opts store.Options) (store.Engine, error) {
+		var err error
+		e, err = open(eo, h, opts)
+		return e, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.wg.Add(2)
+	go e.background()
+	go e.watchDisconnects(func(room string, patch []byte) {
+		ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
+		defer cancel()
+		if _, err := st.Patch(ctx, store.Path{Room: room}, patch, store.Cond{}); err != nil {
+			e.log.Warn("etcd: onDisconnect write failed", "room", room, "err", err)
+		}
+	})
+	return st, nil
+}
+
+func open(eo Options, h *store.Hub, opts store.Options) (*engine, error) {
 	if eo.Prefix == "" {
 		eo.Prefix = "/sigbase/"
 	}
@@ -110,28 +136,16 @@ func OpenEtcd(eo EtcdOptions, opts Options) (*Store, error) {
 		cli.Close()
 		return nil, fmt.Errorf("etcd %v: %w", eo.Endpoints, err)
 	}
-	h := newHub(opts.WatchQueue)
-	e := &etcdBackend{cli: cli, prefix: eo.Prefix, opts: opts, hub: h, log: opts.Logger, touched: make(map[int64]time.Time)}
+	e := &engine{cli: cli, prefix: eo.Prefix, opts: opts, hub: h, log: opts.Logger, touched: make(map[int64]time.Time)}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	h.be = e
 	e.countRooms()
-	st := &Store{opts: opts, hub: h, be: e}
-	e.wg.Add(2)
-	go e.background()
-	go e.watchDisconnects(func(room string, patch []byte) {
-		ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
-		defer cancel()
-		if _, err := st.Patch(ctx, Path{Room: room}, patch, Cond{}); err != nil {
-			e.log.Warn("etcd: onDisconnect write failed", "room", room, "err", err)
-		}
-	})
-	return st, nil
+	return e, nil
 }
 
-func (e *etcdBackend) roomKey(room string) string   { return e.prefix + "rooms/" + room }
-func (e *etcdBackend) changeKey(room string) string { return e.prefix + "changes/" + room }
+func (e *engine) roomKey(room string) string   { return e.prefix + "rooms/" + room }
+func (e *engine) changeKey(room string) string { return e.prefix + "changes/" + room }
 
-func (e *etcdBackend) lockRoom(room string) func() {
+func (e *engine) lockRoom(room string) func() {
 	h := fnv.New32a()
 	h.Write([]byte(room))
 	mu := &e.roomLocks[h.Sum32()%uint32(len(e.roomLocks))]
@@ -139,39 +153,39 @@ func (e *etcdBackend) lockRoom(room string) func() {
 	return mu.Unlock
 }
 
-// load reads a room: nil when absent, with its value's ModRevision.
-func (e *etcdBackend) load(ctx context.Context, room string) (*memRoom, uint64, uint64, error) {
+// load reads a room (absent: an empty one) with its lease, its value's
+// ModRevision and the revision the read reflects.
+func (e *engine) load(ctx context.Context, room string) (r *store.Room, lease int64, modRev, head uint64, err error) {
 	resp, err := e.cli.Get(ctx, e.roomKey(room))
 	if err != nil {
-		return nil, 0, 0, etcdError(err)
+		return nil, 0, 0, 0, etcdError(err)
 	}
 	e.seen(resp.Header.Revision)
+	head = uint64(resp.Header.Revision)
 	if len(resp.Kvs) == 0 {
-		return nil, 0, uint64(resp.Header.Revision), nil
+		return store.NewRoom(0, 0, 0), 0, 0, head, nil
 	}
 	kv := resp.Kvs[0]
-	m, err := decodeRoom(kv.Value, uint64(kv.ModRevision))
-	return m, uint64(kv.ModRevision), uint64(resp.Header.Revision), err
+	r, lease, err = decodeRoom(kv.Value, uint64(kv.ModRevision))
+	return r, lease, uint64(kv.ModRevision), head, err
 }
 
-func (e *etcdBackend) submit(ctx context.Context, o *op) (Result, error) {
+func (e *engine) Submit(ctx context.Context, w *store.Write) (store.Result, error) {
 	if e.ctx.Err() != nil {
-		return Result{}, ErrClosed
+		return store.Result{}, store.ErrClosed
 	}
 	start := time.Now()
-	defer e.lockRoom(o.at.Room)()
+	defer e.lockRoom(w.Room())()
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	if o.kind == opPush {
-		e.pushMu.Lock()
-		o.at.Child = e.pushIDs.next(time.Now())
-		e.pushMu.Unlock()
-	}
+	e.pushMu.Lock()
+	w.NamePush(&e.pushIDs, time.Now())
+	e.pushMu.Unlock()
 	for attempt := 0; ; attempt++ {
-		res, again, err := e.try(ctx, o)
+		res, again, err := e.try(ctx, w)
 		if !again || attempt == 100 {
 			if again {
-				err = fmt.Errorf("%w: room %s kept changing under write", ErrUnavailable, o.at.Room)
+				err = fmt.Errorf("%w: room %s kept changing under write", store.ErrUnavailable, w.Room())
 			}
 			if e.opts.OnCommit != nil {
 				e.opts.OnCommit(1, time.Since(start), err)
@@ -183,84 +197,72 @@ func (e *etcdBackend) submit(ctx context.Context, o *op) (Result, error) {
 
 // try runs one optimistic attempt; again means another node wrote the room
 // in between.
-func (e *etcdBackend) try(ctx context.Context, o *op) (res Result, again bool, err error) {
-	room, modRev, head, err := e.load(ctx, o.at.Room)
+func (e *engine) try(ctx context.Context, w *store.Write) (res store.Result, again bool, err error) {
+	name := w.Room()
+	room, lease, modRev, head, err := e.load(ctx, name)
 	if err != nil {
-		return Result{}, false, err
+		return store.Result{}, false, err
 	}
-	exists := room != nil
-	if !exists {
-		room = &memRoom{}
-	}
-	if o.cond.Set {
-		if value, rev := room.valueAt(o.at, modRev); rev != o.cond.Rev {
-			return Result{}, false, &ConditionError{Value: value, Rev: rev}
-		}
-	}
-	meta := room.meta
-	plans, resolved, err := prepare(o, room, e.opts.Limits, &meta)
+	exists := room.Exists()
+	// Revision 0: the keys it changes read as the value's ModRevision.
+	c, res, err := room.Apply(w, e.opts.Limits, 0)
 	if err != nil {
-		return Result{}, false, err
+		return store.Result{}, false, err
 	}
-	next := room.clone()
-	c, _, err := commitPlans(next, resolved, plans, 0, exists, meta.keys)
-	if err != nil {
-		return Result{}, false, err
-	}
-	next.meta = meta
-	if meta.keys == 0 && !exists {
+	gone := room.Keys() == 0
+	if gone && !exists {
 		// Nothing was stored and nothing is: no transaction, no revision.
-		return result(resolved, plans, false, head), false, nil
+		return res.At(head), false, nil
 	}
-	guard := clientv3.Compare(clientv3.ModRevision(e.roomKey(o.at.Room)), "=", int64(modRev))
+	guard := clientv3.Compare(clientv3.ModRevision(e.roomKey(name)), "=", int64(modRev))
 	var ops []clientv3.Op
-	granted := false
-	if meta.keys == 0 {
+	granted, newLease := false, lease
+	if gone {
 		// The room is gone: its change key's deletion is the change.
-		ops = []clientv3.Op{clientv3.OpDelete(e.roomKey(o.at.Room)), clientv3.OpDelete(e.changeKey(o.at.Room))}
+		ops = []clientv3.Op{clientv3.OpDelete(e.roomKey(name)), clientv3.OpDelete(e.changeKey(name))}
 	} else {
 		if !exists {
-			lease, err := e.cli.Grant(ctx, e.ttlSeconds())
+			l, err := e.cli.Grant(ctx, e.ttlSeconds())
 			if err != nil {
-				return Result{}, false, etcdError(err)
+				return store.Result{}, false, etcdError(err)
 			}
-			next.lease, granted = int64(lease.ID), true
+			newLease, granted = int64(l.ID), true
 		}
-		lease := clientv3.WithLease(clientv3.LeaseID(next.lease))
+		withLease := clientv3.WithLease(clientv3.LeaseID(newLease))
 		ops = []clientv3.Op{
-			clientv3.OpPut(e.roomKey(o.at.Room), string(next.encode()), lease),
-			clientv3.OpPut(e.changeKey(o.at.Room), string(c.encode()), lease),
+			clientv3.OpPut(e.roomKey(name), string(encodeRoom(newLease, room)), withLease),
+			clientv3.OpPut(e.changeKey(name), string(c.Encode()), withLease),
 		}
 	}
 	resp, err := e.cli.Txn(ctx).If(guard).Then(ops...).Commit()
 	if err != nil || !resp.Succeeded {
 		if granted {
-			go e.revoke(next.lease)
+			go e.revoke(newLease)
 		}
 		if err != nil {
-			return Result{}, false, etcdError(err)
+			return store.Result{}, false, etcdError(err)
 		}
-		return Result{}, true, nil
+		return store.Result{}, true, nil
 	}
 	rev := uint64(resp.Header.Revision)
 	e.seen(resp.Header.Revision)
-	if !exists || meta.keys == 0 {
+	if !exists || gone {
 		e.countedAt.Store(0) // a room came or went: count afresh at the next scrape
 	}
-	if meta.keys == 0 {
-		go e.revoke(room.lease)
+	if gone {
+		go e.revoke(lease)
 	} else if !granted {
-		e.touch(ctx, next.lease)
+		e.touch(ctx, newLease)
 	}
-	return result(resolved, plans, meta.keys > 0, rev), false, nil
+	return res.At(rev), false, nil
 }
 
-func (e *etcdBackend) ttlSeconds() int64 {
+func (e *engine) ttlSeconds() int64 {
 	return max(1, int64(math.Ceil(e.opts.RoomTTL.Seconds())))
 }
 
 // touch refreshes a lease to its full TTL, at most every eighth of it.
-func (e *etcdBackend) touch(ctx context.Context, lease int64) {
+func (e *engine) touch(ctx context.Context, lease int64) {
 	e.touchMu.Lock()
 	last, ok := e.touched[lease]
 	due := !ok || time.Since(last) > e.opts.RoomTTL/8
@@ -275,7 +277,7 @@ func (e *etcdBackend) touch(ctx context.Context, lease int64) {
 	}
 }
 
-func (e *etcdBackend) revoke(lease int64) {
+func (e *engine) revoke(lease int64) {
 	if lease == 0 {
 		return
 	}
@@ -284,31 +286,31 @@ func (e *etcdBackend) revoke(lease int64) {
 	_, _ = e.cli.Revoke(ctx, clientv3.LeaseID(lease))
 }
 
-func (e *etcdBackend) read(at Path) (Value, error) {
+func (e *engine) Read(at store.Path) (store.Value, error) {
 	ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
 	defer cancel()
-	room, modRev, _, err := e.load(ctx, at.Room)
+	room, _, _, _, err := e.load(ctx, at.Room)
 	if err != nil {
-		return Value{}, err
+		return store.Value{}, err
 	}
-	data, rev := room.valueAt(at, modRev)
-	return Value{Data: data, Rev: rev}, nil
+	data, rev := room.ValueAt(at)
+	return store.Value{Data: data, Rev: rev}, nil
 }
 
-func (e *etcdBackend) snapshot(at Path) (Event, error) {
+func (e *engine) Snapshot(at store.Path) (store.Event, error) {
 	ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
 	defer cancel()
-	room, modRev, head, err := e.load(ctx, at.Room)
+	room, _, _, head, err := e.load(ctx, at.Room)
 	if err != nil {
-		return Event{}, err
+		return store.Event{}, err
 	}
-	data, _ := room.valueAt(at, modRev)
-	return Event{Rev: head, Path: "/", Data: data}, nil
+	data, _ := room.ValueAt(at)
+	return store.Event{Rev: head, Path: "/", Data: data}, nil
 }
 
-// changesAfter replays the room's change key from etcd's history. The
+// ChangesAfter replays the room's change key from etcd's history. The
 // history is complete unless etcd compacted it past the resume point.
-func (e *etcdBackend) changesAfter(room string, after uint64, limit int) (changes []*change, provable, more bool, err error) {
+func (e *engine) ChangesAfter(room string, after uint64, limit int) (changes []*store.Change, provable, more bool, err error) {
 	ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
 	defer cancel()
 	resp, err := e.cli.Get(ctx, e.changeKey(room))
@@ -339,27 +341,27 @@ func (e *etcdBackend) changesAfter(room string, after uint64, limit int) (change
 				return nil, false, false, err
 			}
 			changes = append(changes, c)
-			if c.rev >= last {
+			if c.Rev() >= last {
 				return changes, true, false, nil
 			}
 		}
 	}
-	return nil, false, false, fmt.Errorf("%w: replaying %s: %v", ErrUnavailable, room, ctx.Err())
+	return nil, false, false, fmt.Errorf("%w: replaying %s: %v", store.ErrUnavailable, room, ctx.Err())
 }
 
 // changeOf turns a change-key event into a change: a put carries one, a
 // delete is the room's end.
-func (e *etcdBackend) changeOf(room string, ev *clientv3.Event) (*change, error) {
+func (e *engine) changeOf(room string, ev *clientv3.Event) (*store.Change, error) {
 	rev := uint64(ev.Kv.ModRevision)
 	if ev.Type == mvccpb.DELETE {
-		return &change{rev: rev, at: Path{Room: room}, data: []byte("null"), gone: true}, nil
+		return store.RoomGone(room, rev), nil
 	}
-	return decodeChange(room, rev, ev.Kv.Value)
+	return store.DecodeChange(room, rev, ev.Kv.Value)
 }
 
-// watched starts the room's feed from the current revision on, and a keeper
+// Watched starts the room's feed from the current revision on, and a keeper
 // that holds the room's lease while this node has watchers of it.
-func (e *etcdBackend) watched(room string) (func(), error) {
+func (e *engine) Watched(room string) (func(), error) {
 	ctx, cancel := context.WithCancel(e.ctx)
 	gctx, gcancel := context.WithTimeout(ctx, opTimeout)
 	resp, err := e.cli.Get(gctx, e.changeKey(room))
@@ -385,20 +387,20 @@ func (e *etcdBackend) watched(room string) (func(), error) {
 // to resume from their last event ids (a snapshot when that is too old), and
 // the feed restarts at the compaction revision, which is at or before
 // anything a watcher registering from now on reads.
-func (e *etcdBackend) feed(ctx context.Context, room string, from int64) {
+func (e *engine) feed(ctx context.Context, room string, from int64) {
 	defer e.wg.Done()
 	for {
 		wch := e.cli.Watch(clientv3.WithRequireLeader(ctx), e.changeKey(room), clientv3.WithRev(from))
 		for wr := range wch {
 			if wr.CompactRevision != 0 {
-				e.hub.evictRoom(room)
+				e.hub.EvictRoom(room)
 				from = wr.CompactRevision
 				break
 			}
 			if wr.Err() != nil {
 				break
 			}
-			var changes []*change
+			var changes []*store.Change
 			for _, ev := range wr.Events {
 				c, err := e.changeOf(room, ev)
 				if err != nil {
@@ -408,7 +410,7 @@ func (e *etcdBackend) feed(ctx context.Context, room string, from int64) {
 				changes = append(changes, c)
 				from = ev.Kv.ModRevision + 1
 			}
-			e.hub.publish(changes)
+			e.hub.Publish(changes)
 			e.seen(wr.Header.Revision)
 		}
 		select {
@@ -420,7 +422,7 @@ func (e *etcdBackend) feed(ctx context.Context, room string, from int64) {
 }
 
 // keep refreshes the room's lease while the node has watchers of it.
-func (e *etcdBackend) keep(ctx context.Context, room string) {
+func (e *engine) keep(ctx context.Context, room string) {
 	defer e.wg.Done()
 	tick := time.NewTicker(min(time.Minute, max(e.opts.RoomTTL/3, 200*time.Millisecond)))
 	defer tick.Stop()
@@ -434,16 +436,16 @@ func (e *etcdBackend) keep(ctx context.Context, room string) {
 	}
 }
 
-func (e *etcdBackend) refreshRoomLease(room string) {
+func (e *engine) refreshRoomLease(room string) {
 	ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
 	defer cancel()
-	if m, _, _, err := e.load(ctx, room); err == nil && m != nil && m.lease != 0 {
-		_, _ = e.cli.KeepAliveOnce(ctx, clientv3.LeaseID(m.lease))
+	if _, lease, _, _, err := e.load(ctx, room); err == nil && lease != 0 {
+		_, _ = e.cli.KeepAliveOnce(ctx, clientv3.LeaseID(lease))
 	}
 }
 
 // background forgets old lease refreshes.
-func (e *etcdBackend) background() {
+func (e *engine) background() {
 	defer e.wg.Done()
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
@@ -463,7 +465,7 @@ func (e *etcdBackend) background() {
 	}
 }
 
-func (e *etcdBackend) countRooms() {
+func (e *engine) countRooms() {
 	ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
 	defer cancel()
 	if resp, err := e.cli.Get(ctx, e.prefix+"rooms/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err == nil {
@@ -473,7 +475,7 @@ func (e *etcdBackend) countRooms() {
 	e.countedAt.Store(time.Now().UnixNano())
 }
 
-func (e *etcdBackend) seen(rev int64) {
+func (e *engine) seen(rev int64) {
 	for {
 		cur := e.rev.Load()
 		if uint64(rev) <= cur || e.rev.CompareAndSwap(cur, uint64(rev)) {
@@ -482,19 +484,19 @@ func (e *etcdBackend) seen(rev int64) {
 	}
 }
 
-// stats counts the rooms in etcd (one small request) unless it did within
+// Stats counts the rooms in etcd (one small request) unless it did within
 // roomCountTTL. Expired stays 0: etcd, not this node, ends rooms when their
 // leases run out.
-func (e *etcdBackend) stats() Stats {
+func (e *engine) Stats() store.Stats {
 	if time.Since(time.Unix(0, e.countedAt.Load())) >= roomCountTTL {
 		e.countRooms()
 	}
-	return Stats{Revision: e.rev.Load(), Rooms: e.rooms.Load()}
+	return store.Stats{Revision: e.rev.Load(), Rooms: e.rooms.Load()}
 }
 
-func (e *etcdBackend) close() error {
+func (e *engine) Close() error {
 	if e.ctx.Err() != nil {
-		return ErrClosed
+		return store.ErrClosed
 	}
 	e.cancel()
 	e.wg.Wait()
@@ -505,13 +507,13 @@ func (e *etcdBackend) close() error {
 func etcdError(err error) error {
 	switch {
 	case errors.Is(err, rpctypes.ErrNoSpace) || strings.Contains(err.Error(), "database space exceeded"):
-		return fmt.Errorf("%w: %v", ErrDatabaseFull, err)
+		return fmt.Errorf("%w: %v", store.ErrDatabaseFull, err)
 	case errors.Is(err, rpctypes.ErrRequestTooLarge) || strings.Contains(err.Error(), "request is too large"):
 		// The room's one value is over etcd's --max-request-bytes: a quota,
 		// not an outage, so retrying would not help.
-		return fmt.Errorf("%w: over etcd's request size limit: %v", ErrRoomTooLarge, err)
+		return fmt.Errorf("%w: over etcd's request size limit: %v", store.ErrRoomTooLarge, err)
 	case errors.Is(err, context.Canceled):
 		return err
 	}
-	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
 }
