@@ -339,11 +339,12 @@ func (l *Log) Append(payloads ...[]byte) error {
 
 	buf := l.buf[:0]
 	for _, p := range payloads {
-		var h [frameHeaderSize]byte
-		binary.LittleEndian.PutUint32(h[:4], uint32(len(p)))
-		c := crc32.Update(0, castagnoli, h[:4])
-		binary.LittleEndian.PutUint32(h[4:], crc32.Update(c, castagnoli, p))
-		buf = append(buf, h[:]...)
+		// The header goes straight into buf: a local array would escape
+		// through crc32 and cost an allocation per record.
+		h := len(buf)
+		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(p)))
+		c := crc32.Update(0, castagnoli, buf[h:h+4])
+		buf = binary.LittleEndian.AppendUint32(buf, crc32.Update(c, castagnoli, p))
 		buf = append(buf, p...)
 	}
 	l.buf = buf
