@@ -53,7 +53,10 @@
 //
 // One case cannot be told apart: a damaged length in the last frame that
 // points past the end of the file reads as a torn tail, so that one record
-// is dropped (with the warning) even if it had been acknowledged.
+// is dropped (with the warning) even if it had been acknowledged. And a
+// crash that leaves zeros inside the last write with written bytes after
+// them (some filesystems can) fails a checksum and is refused, not
+// repaired: the log cannot tell it from damage to a synced record.
 //
 // # Concurrency
 //
