@@ -16,18 +16,52 @@ type txn struct {
 	s                   *engine
 	now                 time.Time
 	meta, rooms, expiry *bbolt.Bucket
+	buckets             [redoBucketCount]*bbolt.Bucket // by redo id
+	redo                *redo                          // what the transaction did, for the log
+	failed              bool                           // a storage failure stopped the group
 
 	changes    []*store.Change // committed with the transaction, in revision order
 	roomsDelta int64
 	expired    uint64
 }
 
-func (s *engine) newTxn(tx *bbolt.Tx, now time.Time) *txn {
-	t := &txn{s: s, now: now, meta: tx.Bucket(bucketMeta), rooms: tx.Bucket(bucketRooms), expiry: tx.Bucket(bucketExpiry)}
+func (s *engine) newTxn(tx *bbolt.Tx, now time.Time, r *redo) *txn {
+	t := &txn{s: s, now: now, redo: r}
+	for id, name := range redoBuckets {
+		t.buckets[id] = tx.Bucket(name)
+	}
+	t.meta, t.rooms, t.expiry = t.buckets[redoMeta], t.buckets[redoRooms], t.buckets[redoExpiry]
 	// The index grows at its end; FillPercent is not persisted, so it is set
 	// in every write transaction.
 	t.expiry.FillPercent = 0.9
 	return t
+}
+
+// put, del and nextRev change the buckets; every change goes through them,
+// so the redo record holds them all.
+func (t *txn) put(bucket byte, k, v []byte) error {
+	if err := t.buckets[bucket].Put(k, v); err != nil {
+		return err
+	}
+	t.redo.put(bucket, k, v)
+	return nil
+}
+
+func (t *txn) del(bucket byte, k []byte) error {
+	if err := t.buckets[bucket].Delete(k); err != nil {
+		return err
+	}
+	t.redo.delete(bucket, k)
+	return nil
+}
+
+func (t *txn) nextRev() (uint64, error) {
+	rev, err := t.meta.NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	t.redo.sequence(redoMeta, rev)
+	return rev, nil
 }
 
 // countRooms stores the room count when this transaction changed it.
@@ -35,14 +69,12 @@ func (t *txn) countRooms(before int64) error {
 	if t.roomsDelta == 0 {
 		return nil
 	}
-	return t.meta.Put(roomCountKey, binary.BigEndian.AppendUint64(nil, uint64(before+t.roomsDelta)))
+	return t.put(redoMeta, roomCountKey, binary.BigEndian.AppendUint64(nil, uint64(before+t.roomsDelta)))
 }
 
 func (t *txn) run(o *op) (store.Result, error) {
 	if o.write == nil {
-		var err error
-		o.more, err = t.sweep(maxGroup)
-		return store.Result{}, err
+		return store.Result{}, o.run(t)
 	}
 	return t.apply(o.write)
 }
@@ -71,14 +103,14 @@ func (t *txn) apply(w *store.Write) (store.Result, error) {
 	if err != nil {
 		return store.Result{}, err
 	}
-	if next, err := t.meta.NextSequence(); err != nil || next != rev {
+	if next, err := t.nextRev(); err != nil || next != rev {
 		return store.Result{}, fmt.Errorf("next revision %d, want %d: %v", next, rev, err)
 	}
 	err = room.Touched(func(key string, rec []byte) error {
 		if rec == nil {
-			return t.rooms.Delete(keyRecordKey(name, key))
+			return t.del(redoRooms, keyRecordKey(name, key))
 		}
-		return t.rooms.Put(keyRecordKey(name, key), rec)
+		return t.put(redoRooms, keyRecordKey(name, key), rec)
 	})
 	if err != nil {
 		return store.Result{}, fmt.Errorf("write %s: %w", name, err)
@@ -108,7 +140,7 @@ func (t *txn) finishRoom(room string, meta roomMeta, existed bool, c *store.Chan
 	}
 	meta.rev = c.Rev()
 	entry := c.Encode()
-	if err := t.rooms.Put(logKey(room, c.Rev()), entry); err != nil {
+	if err := t.put(redoRooms, logKey(room, c.Rev()), entry); err != nil {
 		return fmt.Errorf("log %s: %w", room, err)
 	}
 	meta.logCount++
@@ -130,19 +162,19 @@ func (t *txn) finishRoom(room string, meta roomMeta, existed bool, c *store.Chan
 // reindex moves the room's expiry index entry to at.
 func (t *txn) reindex(room string, meta *roomMeta, indexed bool, at int64) error {
 	if indexed {
-		if err := t.expiry.Delete(expiryKey(meta.indexed, room)); err != nil {
+		if err := t.del(redoExpiry, expiryKey(meta.indexed, room)); err != nil {
 			return fmt.Errorf("expiry %s: %w", room, err)
 		}
 	}
 	meta.indexed = at
-	if err := t.expiry.Put(expiryKey(at, room), nil); err != nil {
+	if err := t.put(redoExpiry, expiryKey(at, room), nil); err != nil {
 		return fmt.Errorf("expiry %s: %w", room, err)
 	}
 	return nil
 }
 
 func (t *txn) putMeta(room string, meta roomMeta) error {
-	if err := t.rooms.Put(metaKey(room), meta.encode()); err != nil {
+	if err := t.put(redoRooms, metaKey(room), meta.encode()); err != nil {
 		return fmt.Errorf("room %s: %w", room, err)
 	}
 	return nil
@@ -162,7 +194,7 @@ func (t *txn) trimLog(room string, meta *roomMeta) error {
 		meta.floor = binary.BigEndian.Uint64(k[len(prefix):])
 		meta.logCount--
 		meta.logBytes -= uint64(len(v))
-		if err := c.Delete(); err != nil {
+		if err := t.del(redoRooms, bytes.Clone(k)); err != nil {
 			return fmt.Errorf("trim log of %s: %w", room, err)
 		}
 	}
@@ -174,14 +206,14 @@ func (t *txn) deleteRoom(room string, meta roomMeta) error {
 	prefix := logPrefix(room)
 	c := t.rooms.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
-		if err := c.Delete(); err != nil {
+		if err := t.del(redoRooms, bytes.Clone(k)); err != nil {
 			return fmt.Errorf("delete log of %s: %w", room, err)
 		}
 	}
-	if err := t.expiry.Delete(expiryKey(meta.indexed, room)); err != nil {
+	if err := t.del(redoExpiry, expiryKey(meta.indexed, room)); err != nil {
 		return fmt.Errorf("delete expiry of %s: %w", room, err)
 	}
-	if err := t.rooms.Delete(metaKey(room)); err != nil {
+	if err := t.del(redoRooms, metaKey(room)); err != nil {
 		return fmt.Errorf("delete room %s: %w", room, err)
 	}
 	return nil

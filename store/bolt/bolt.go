@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sigbase/sigbase/store"
+	"github.com/sigbase/sigbase/store/bolt/wal"
 	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -41,6 +42,34 @@ type engine struct {
 	rev     atomic.Uint64 // last committed revision
 	rooms   atomic.Int64  // rooms stored
 	expired atomic.Uint64 // rooms deleted by the TTL sweep since Open
+
+	// The batch (writer.go). mu is held while the writer applies and logs
+	// a group, commits the batch, and by readers of the batch.
+	tune         tuning
+	wal          *wal.Log // nil: no log (every group commits to bbolt itself)
+	walPath      string
+	mu           sync.Mutex
+	wtx          *bbolt.Tx // the logged groups not yet committed to bbolt; nil: none
+	batchStart   time.Time
+	pending      [][]byte // the redo records of the groups in wtx (writer only)
+	pendingBytes int64
+	pendingMuts  int
+	redo         redo  // the writer's buffer for a group's redo record
+	direct       bool  // groups commit to bbolt directly: near MaxSize, or the log failed
+	broken       error // the batch could not reach bbolt: writes fail
+}
+
+// tuning is when the batch goes to bbolt: every commitInterval, or when the
+// log or the batch grows past a bound, whichever comes first.
+type tuning struct {
+	commitInterval  time.Duration
+	commitLogBytes  int64
+	commitMutations int
+	logBytes        int64 // the log's size limit
+}
+
+func defaultTuning() tuning {
+	return tuning{commitInterval: 100 * time.Millisecond, commitLogBytes: 16 << 20, commitMutations: 50_000, logBytes: 64 << 20}
 }
 
 // maxGroup caps how many queued writes share one commit.
@@ -53,13 +82,19 @@ const catchUpPageBytes = 1 << 20
 // Open opens or creates the database at path and starts its writer and TTL
 // sweeper. A file locked by another process fails with ErrLocked after
 // Options.OpenTimeout.
+//
+// Writes are durable once they are in the write-ahead log beside the file
+// (path + ".wal"); bbolt gets them in batches. Open replays what the log
+// holds; a log that is damaged (not just cut off at its end) makes Open fail
+// with an error naming the offset, rather than drop what may have been
+// acknowledged.
 func Open(path string, opts store.Options) (*store.Store, error) {
 	return store.New(opts, func(h *store.Hub, opts store.Options) (store.Engine, error) {
-		return open(path, h, opts)
+		return open(path, h, opts, defaultTuning())
 	})
 }
 
-func open(path string, h *store.Hub, opts store.Options) (*engine, error) {
+func open(path string, h *store.Hub, opts store.Options, tune tuning) (*engine, error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout:        opts.OpenTimeout,
 		NoFreelistSync: true,
@@ -73,7 +108,7 @@ func open(path string, h *store.Hub, opts store.Options) (*engine, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	s := &engine{
-		db: db, opts: opts, started: time.Now(), hub: h,
+		db: db, opts: opts, started: time.Now(), hub: h, tune: tune,
 		ops:        make(chan *op, opts.WriteQueue),
 		queueWait:  time.Second,
 		writerDone: make(chan struct{}),
@@ -83,7 +118,7 @@ func open(path string, h *store.Hub, opts store.Options) (*engine, error) {
 		publisherDone: make(chan struct{}),
 		sweeperDone:   make(chan struct{}),
 	}
-	if err := s.init(); err != nil {
+	if err := s.init(path + ".wal"); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -95,10 +130,11 @@ func open(path string, h *store.Hub, opts store.Options) (*engine, error) {
 	return s, nil
 }
 
-// init creates the buckets and loads the counters.
-func (s *engine) init() error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketRooms, bucketExpiry} {
+// init creates the buckets, replays the log into bbolt and loads the
+// counters.
+func (s *engine) init(walPath string) error {
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range redoBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -112,6 +148,39 @@ func (s *engine) init() error {
 		case len(v) != 1 || v[0] != schemaVersion:
 			return fmt.Errorf("unknown schema version %v", v)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	log, recs, err := wal.Open(walPath, wal.Options{MaxBytes: s.tune.logBytes, Logger: s.opts.Logger})
+	if err != nil {
+		return err
+	}
+	if len(recs) > 0 {
+		// The groups logged since the last batch reached bbolt. Replaying a
+		// group bbolt already has is harmless (redo.go).
+		err = s.db.Update(func(tx *bbolt.Tx) error {
+			for _, rec := range recs {
+				if err := replayRedo(tx, rec); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			log.Close()
+			return fmt.Errorf("replay %s: %w", walPath, err)
+		}
+		s.opts.Logger.Info("replayed the write-ahead log", "groups", len(recs))
+	}
+	if err := log.Reset(); err != nil {
+		log.Close()
+		return err
+	}
+	s.wal, s.walPath = log, walPath
+	return s.db.View(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
 		s.rev.Store(meta.Sequence())
 		if n := meta.Get(roomCountKey); len(n) == 8 {
 			s.rooms.Store(int64(binary.BigEndian.Uint64(n)))
@@ -135,11 +204,25 @@ func (s *engine) Close() error {
 	<-s.sweeperDone
 	<-s.writerDone
 	<-s.publisherDone
+	if s.wal != nil {
+		if err := s.wal.Close(); err != nil {
+			s.db.Close()
+			return err
+		}
+	}
 	return s.db.Close()
 }
 
-// view runs a read-only transaction; a closed database is ErrClosed.
+// view runs fn on what readers may see: the batch when there is one (its
+// groups are in the log), else a read-only transaction. fn must not change
+// anything. A closed database is ErrClosed.
 func (s *engine) view(fn func(tx *bbolt.Tx) error) error {
+	s.mu.Lock()
+	if s.wtx != nil {
+		defer s.mu.Unlock()
+		return fn(s.wtx)
+	}
+	s.mu.Unlock()
 	err := s.db.View(fn)
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return store.ErrClosed

@@ -1,6 +1,8 @@
 package bolt
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -15,16 +17,14 @@ var bucketDisconnect = []byte("disconnect")
 
 func disconnectKey(room, session string) []byte { return []byte(room + "\x00" + session) }
 
-// A bbolt record is written in its own small transaction beside the
-// writer's; this process alone runs the grace periods, so it always claims.
+// A record is written by the writer, in a group of its own or with others,
+// so it is in the log before SaveDisconnect returns; this process alone runs
+// the grace periods, so it always claims.
 func (s *engine) SaveDisconnect(room, session string, patch []byte, _ time.Duration) error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketDisconnect)
-		if err != nil {
-			return err
-		}
-		return b.Put(disconnectKey(room, session), patch)
-	})
+	patch = bytes.Clone(patch) // bbolt keeps it until the batch commits
+	return s.submit(context.Background(), &op{run: func(t *txn) error {
+		return t.put(redoDisconnect, disconnectKey(room, session), patch)
+	}})
 }
 
 func (s *engine) ReleaseDisconnect(string, string) {}
@@ -34,22 +34,15 @@ func (s *engine) ClaimDisconnect(room, session string) (bool, error) {
 }
 
 func (s *engine) DropDisconnect(room, session string) error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
-		if b := tx.Bucket(bucketDisconnect); b != nil {
-			return b.Delete(disconnectKey(room, session))
-		}
-		return nil
-	})
+	return s.submit(context.Background(), &op{run: func(t *txn) error {
+		return t.del(redoDisconnect, disconnectKey(room, session))
+	}})
 }
 
 func (s *engine) Disconnects() ([]store.DisconnectRecord, error) {
 	var out []store.DisconnectRecord
 	err := s.view(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketDisconnect)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
+		return tx.Bucket(bucketDisconnect).ForEach(func(k, v []byte) error {
 			room, session, ok := strings.Cut(string(k), "\x00")
 			if !ok {
 				return fmt.Errorf("%w: disconnect key %q", store.ErrCorrupt, k)

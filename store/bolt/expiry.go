@@ -23,8 +23,9 @@ func (s *engine) sweep(ctx context.Context) {
 		case <-tick.C:
 		}
 		for s.due() {
-			o := &op{} // a sweep
-			if err := s.submit(ctx, o); err != nil || !o.more {
+			var more bool
+			o := &op{run: func(t *txn) (err error) { more, err = t.sweep(maxGroup); return err }}
+			if err := s.submit(ctx, o); err != nil || !more {
 				break
 			}
 		}
@@ -73,7 +74,7 @@ func (t *txn) sweep(limit int) (bool, error) {
 			return false, err
 		}
 		if !ok || !bytes.Equal(expiryKey(meta.indexed, room), k) {
-			if err := t.expiry.Delete(k); err != nil { // stale: cannot happen, but must not stick
+			if err := t.del(redoExpiry, k); err != nil { // stale: cannot happen, but must not stick
 				return false, err
 			}
 			continue

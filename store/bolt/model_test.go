@@ -458,7 +458,7 @@ func (m *modelRun) checkBookkeeping(room string) (roomMeta, bool) {
 	t := m.t
 	var meta roomMeta
 	var ok bool
-	err := m.s.eng.db.View(func(tx *bbolt.Tx) error {
+	err := m.s.eng.view(func(tx *bbolt.Tx) error {
 		var err error
 		meta, ok, err = readMeta(tx.Bucket(bucketRooms), room)
 		if err != nil {

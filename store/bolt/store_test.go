@@ -60,7 +60,7 @@ func openPath(t testing.TB, path string, opts store.Options) *testStore {
 	}
 	// Open, keeping the engine for tests that look inside it.
 	s, err := store.New(opts, func(h *store.Hub, opts store.Options) (store.Engine, error) {
-		e, err := open(path, h, opts)
+		e, err := open(path, h, opts, defaultTuning())
 		if err == nil {
 			ep.Store(e)
 		}
