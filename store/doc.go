@@ -1,62 +1,30 @@
-// Package store keeps sigbase's rooms: a three-level JSON tree (room, key,
-// child) per room, every committed write numbered by one global revision, a
-// per-room change log for exact resume, and room expiry. Two backends keep
-// them: one bbolt file (Open, described here) or an etcd cluster (OpenEtcd,
-// docs/SCALING.md). It knows nothing of HTTP; the api package turns it into
-// the wire contract.
+// Package store is sigbase's room model: a three-level JSON tree (room,
+// key, child) per room, every committed write numbered by one global
+// revision, a per-room change log for exact resume, and the watchers of
+// each room. It knows nothing of HTTP (the api package turns it into the
+// wire contract) and does no I/O of its own: an Engine keeps the rooms.
+// Two engines exist, each its own package: store/bolt (one bbolt file and
+// its write-ahead log; its package doc has the layout and guarantees) and
+// store/etcd (an etcd cluster shared by several nodes, docs/SCALING.md).
 //
-// # Bucket layout (bbolt)
+// # The seam
 //
-//	meta    Sequence() = the last revision; "schema" = layout version (3);
-//	        "rooms" = the number of rooms
-//	rooms   room 0x00 BE(rev) → change (location, data, what changed below it)
-//	        room 0x01 key     → the key whole, one record: uvarint(rev)
-//	                            string(leaf) uvarint(n), then n × (string(child)
-//	                            uvarint(rev) string(JSON)), children in name
-//	                            order (records.go)
-//	        room 0x02         → roomMeta: incarnation (created), resume floor,
-//	                            last revision, key count, bytes, log size, expiry
-//	expiry  BE(indexed unix ns) room → (empty)
+// Store parses and checks each write into a Write and hands it to the
+// engine (Engine.Submit). The engine loads the room (the keys Write.Needs
+// says) into a Room, applies the write with Room.Apply, which is the whole
+// model of a write (precondition, server values, new key values, quotas,
+// the Change for watchers), stores what Room.Touched reports and the
+// Change (Change.Encode), and hands committed changes to the Hub in
+// revision order. Reads go through Room.ValueAt, the one read function.
 //
-// Names are [A-Za-z0-9_-], all above 0x02, so a room's log and its keys are
-// each one contiguous range, and a room's entries are
-// contiguous too: a write appends to the log just before the data and meta
-// it changes, so a commit of many rooms writes about one page per room.
-// The expiry entry moves only when it lags the room's real expiry (in its
-// meta) by an eighth of the TTL; the sweeper re-reads the meta when it
-// comes due.
+// # Guarantees, whatever the engine
 //
-// # Guarantees
-//
-//   - Durable: a write returns only after its transaction is committed and
-//     fsynced. One writer goroutine takes everything queued (up to 1000
-//     writes), applies it in one transaction and commits once: each write is
-//     its own revision, replies go out after the commit, then the changes go
-//     to watchers in revision order. A failed precondition or quota is that
-//     write's result; only a failed commit fails the whole group.
-//   - Revisions come from the meta bucket's sequence in the same transaction
-//     as the change they name: strictly increasing and gap-free across
-//     restarts. Each record keeps the revision of its last change, which is
-//     the ETag of its location.
+//   - A write returns once it is durable; its revision is above every
+//     revision returned before.
 //   - Watchers register before they read, so between a snapshot (or log
 //     catch-up) and live changes nothing is missed or repeated. A resume
-//     replays the log after the given revision only when the room's log
-//     provably holds every change after it; otherwise the watcher gets a
-//     snapshot. A watcher whose queue overflows is evicted (ErrEvicted) and
-//     resumes from the log: it never slows the writer or other watchers.
-//   - Rooms expire RoomTTL after their last write, never while watched, and
-//     not before RoomTTL after their last watcher left. The sweeper visits the
-//     expiry index in order, at most 1000 rooms per transaction.
-//
-// # Caveats
-//
-//   - Deleting a room (or emptying it) deletes its log: resuming across that
-//     gets a snapshot. Trimming a room's log (Limits.MaxLogEntries,
-//     MaxLogBytes) raises the revision below which resumes get a snapshot.
-//   - Who watched a room is kept in memory only: after a restart no room
-//     expires until RoomTTL has passed.
-//   - The file never shrinks (bbolt); Limits and Options.MaxSize bound it.
-//     A database at MaxSize fails writes with ErrDatabaseFull; reads go on.
-//   - Only one process may open the file; another waits OpenTimeout and fails
-//     with ErrLocked.
+//     replays the logged changes after the given revision only when the
+//     engine can show it holds every one of them; otherwise the watcher gets
+//     a snapshot. A watcher whose queue overflows is evicted (ErrEvicted)
+//     and resumes from the log: it never slows the writer or other watchers.
 package store

@@ -1,6 +1,3 @@
-// Package bolt is the bbolt engine of the store: every room in one file,
-// written by one goroutine in group commits (see store/doc.go for what the
-// store guarantees, and records.go for the layout).
 package bolt
 
 import (

@@ -9,7 +9,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 )
 
-// Buckets; the layout is described in store/doc.go.
+// Buckets; the layout is described in doc.go.
 var (
 	bucketMeta   = []byte("meta")
 	bucketRooms  = []byte("rooms")
