@@ -160,7 +160,7 @@ func (w *Watcher) live() ([]Event, error) {
 			continue
 		}
 		w.cursor = c.rev
-		if ev, ok := c.eventFor(w.at); ok {
+		if ev, ok := c.sharedEventFor(w.at); ok {
 			events = append(events, ev)
 		}
 	}
