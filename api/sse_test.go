@@ -1,6 +1,9 @@
 package api
 
 import (
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/sigbase/sigbase/store"
@@ -25,6 +28,48 @@ func TestFrames(t *testing.T) {
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s:\ngot  %q\nwant %q", tc.name, tc.got, tc.want)
+		}
+	}
+}
+
+// encodeChunk's frame is the event's SSE frame as one chunk, however many
+// hex digits its size takes.
+func TestEncodeChunk(t *testing.T) {
+	for _, n := range []int{0, 1, 100, 200, 5000, 70000} {
+		ev := store.Event{Rev: 7, Path: "/k", Data: []byte(`"` + strings.Repeat("x", n) + `"`)}
+		want := appendChunk(nil, appendChange(nil, ev))
+		if got := encodeChunk(ev); string(got) != string(want) {
+			t.Errorf("data of %d bytes: chunk %.40q…, want %.40q…", n, got, want)
+		}
+	}
+}
+
+// Watchers of one location share each change's frame: one encode per change
+// and watched location, however many watch. Not parallel: it counts every
+// encode in the package.
+func TestWatchersShareFrames(t *testing.T) {
+	ts := newTestServer(t, Config{}, store.Options{})
+	ts.mustDo(200, "PUT", "/rooms/r1", `{"k":{"c":1}}`)
+	var room, key []*sseConn
+	for range 4 {
+		room = append(room, ts.watch("/rooms/r1"))
+		key = append(key, ts.watch("/rooms/r1/k"))
+	}
+	for _, c := range append(slices.Clone(room), key...) {
+		c.nextChange() // the snapshot
+	}
+	for i := range 3 {
+		before := framesEncoded.Load()
+		v := strconv.Itoa(i + 2)
+		ts.mustDo(200, "PUT", "/rooms/r1/k/c", v)
+		for _, c := range room {
+			c.expect("put", "/k/c", v)
+		}
+		for _, c := range key {
+			c.expect("put", "/c", v)
+		}
+		if n := framesEncoded.Load() - before; n != 2 {
+			t.Errorf("write %d to 4+4 watchers of 2 locations: %d frames encoded, want 2", i, n)
 		}
 	}
 }
