@@ -37,7 +37,13 @@ type Watcher struct {
 	mode     watchMode
 	cursor   uint64 // revision up to which every change was handled
 	replayed bool
+	spare    []*change // the queue live took last time, emptied: the next queue
+	events   []Event   // what live returned last time, reused
 }
+
+// reuseLimit bounds the buffers live keeps for reuse, so a burst's are not
+// kept for the watcher's life.
+const reuseLimit = 16
 
 type watchMode uint8
 
@@ -75,7 +81,8 @@ func (w *Watcher) Ready() <-chan struct{} { return w.ready }
 func (w *Watcher) Replayed() bool { return w.replayed }
 
 // Next returns the events available now (possibly none). ErrEvicted means the
-// watcher fell too far behind; ErrClosed that the store is closing.
+// watcher fell too far behind; ErrClosed that the store is closing. The slice
+// is valid until the next call; live events keep no allocation per watcher.
 func (w *Watcher) Next() ([]Event, error) {
 	var events []Event
 	var err error
@@ -145,7 +152,7 @@ func (w *Watcher) catchUp() ([]Event, error) {
 func (w *Watcher) live() ([]Event, error) {
 	w.mu.Lock()
 	queue := w.queue
-	w.queue, w.queuedBytes = nil, 0
+	w.queue, w.queuedBytes, w.spare = w.spare, 0, nil // offers go on in the spare buffer
 	evicted, closed := w.evicted, w.closed
 	w.mu.Unlock()
 	switch {
@@ -154,7 +161,8 @@ func (w *Watcher) live() ([]Event, error) {
 	case evicted:
 		return nil, ErrEvicted
 	}
-	var events []Event
+	clear(w.events) // the last call's, valid until now
+	events := w.events[:0]
 	for _, c := range queue {
 		if c.rev <= w.cursor {
 			continue
@@ -164,7 +172,21 @@ func (w *Watcher) live() ([]Event, error) {
 			events = append(events, ev)
 		}
 	}
+	w.keep(queue, events)
 	return events, nil
+}
+
+// keep holds small buffers of live for its next call: the queue emptied
+// (it pins no change), the events as returned (valid until then).
+func (w *Watcher) keep(queue []*change, events []Event) {
+	w.spare, w.events = nil, nil
+	if cap(queue) <= reuseLimit {
+		clear(queue)
+		w.spare = queue[:0]
+	}
+	if cap(events) <= reuseLimit {
+		w.events = events
+	}
 }
 
 // evict drops the watcher's queue; its next Next returns ErrEvicted.
