@@ -1,10 +1,14 @@
 package api
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sigbase/sigbase/store"
 )
@@ -70,6 +74,88 @@ func TestWatchersShareFrames(t *testing.T) {
 		}
 		if n := framesEncoded.Load() - before; n != 2 {
 			t.Errorf("write %d to 4+4 watchers of 2 locations: %d frames encoded, want 2", i, n)
+		}
+	}
+}
+
+// A backlog of live events goes out in one write as back-to-back shared
+// chunks, one event in each, in revision order.
+func TestBacklogOfSharedChunks(t *testing.T) {
+	parallel(t)
+	st, _ := openTestStore(t, store.Options{})
+	t.Cleanup(func() { st.Close() })
+	at, err := store.NewPath("r1", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch := func() *store.Watcher {
+		w, err := st.Watch(at, 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(w.Close)
+		<-w.Ready()
+		if _, err := w.Next(); err != nil { // the snapshot
+			t.Fatal(err)
+		}
+		return w
+	}
+	lagging, witness := watch(), watch()
+	// The witness sees each write after the one before it was offered to
+	// every watcher: the publisher hands out one group after another.
+	var revs []uint64
+	for i := range 4 {
+		res, err := st.Put(t.Context(), at, []byte(`{"n":`+strconv.Itoa(i)+`}`), store.Cond{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		revs = append(revs, res.Rev)
+		for seen := uint64(0); seen < res.Rev; {
+			<-witness.Ready()
+			evs, err := witness.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(evs) > 0 {
+				seen = evs[len(evs)-1].Rev
+			}
+		}
+	}
+	server, client := net.Pipe()
+	defer client.Close()
+	s := &stream{w: lagging, at: at, ws: &watches{metrics: NewMetrics()}, out: &connWriter{conn: server, timeout: 5 * time.Second}}
+	done := make(chan bool, 1)
+	go func() { done <- s.deliver(); server.Close() }()
+	r := bufio.NewReader(client)
+	var got []string
+	for {
+		line, err := r.ReadString('\n')
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := strconv.ParseInt(strings.TrimSuffix(line, "\r\n"), 16, 32)
+		if err != nil {
+			t.Fatalf("chunk size line %q: %v", line, err)
+		}
+		chunk := make([]byte, n+2)
+		if _, err := io.ReadFull(r, chunk); err != nil || string(chunk[n:]) != "\r\n" {
+			t.Fatalf("chunk of %d bytes: %q, %v", n, chunk, err)
+		}
+		got = append(got, string(chunk[:n]))
+	}
+	if !<-done {
+		t.Error("deliver ended the stream")
+	}
+	if len(got) < 3 {
+		t.Fatalf("%d chunks, want the 3 or 4 queued events in one write: %q", len(got), got)
+	}
+	for i, frame := range got {
+		want := string(appendChange(nil, store.Event{Rev: revs[i], Path: "/", Data: []byte(`{"n":` + strconv.Itoa(i) + `}`)}))
+		if frame != want {
+			t.Errorf("chunk %d: %q, want %q", i, frame, want)
 		}
 	}
 }

@@ -246,16 +246,21 @@ func (s *stream) write(events []store.Event) error {
 				return s.out.sendFramed(frame)
 			}
 		} else if s.sharedFrames(events, key, encode) {
-			return s.out.sendFramed(s.buf)
+			return s.dropLargeBuf(s.out.sendFramed(s.buf))
 		}
 	}
 	s.buf = s.buf[:0]
 	for _, ev := range events {
 		s.buf = appendChange(s.buf, ev)
 	}
-	err := s.out.send(s.buf)
+	return s.dropLargeBuf(s.out.send(s.buf))
+}
+
+// dropLargeBuf lets a large snapshot's or backlog's buffer go, so it is not
+// kept for the stream's life, and passes err on.
+func (s *stream) dropLargeBuf(err error) error {
 	if cap(s.buf) > 64<<10 {
-		s.buf = nil // a large snapshot's buffer is not kept for the stream's life
+		s.buf = nil
 	}
 	return err
 }
