@@ -87,13 +87,19 @@ const (
 	frameChunked        // the SSE frame as one HTTP/1.1 chunk (taken-over connections)
 )
 
-// framesEncoded counts the frames encodeSSE and encodeChunk made, for tests:
-// watchers of one location share each.
-var framesEncoded atomic.Uint64
+// encodeHook, when set (by tests), sees each event encodeSSE and
+// encodeChunk encode: watchers of one location share each encoding.
+var encodeHook atomic.Pointer[func(store.Event)]
+
+func noteEncode(ev store.Event) {
+	if f := encodeHook.Load(); f != nil {
+		(*f)(ev)
+	}
+}
 
 // encodeSSE is one event's frame, in a buffer of its own.
 func encodeSSE(ev store.Event) []byte {
-	framesEncoded.Add(1)
+	noteEncode(ev)
 	return appendChange(make([]byte, 0, len(ev.Data)+64+len(ev.Path)), ev)
 }
 
@@ -104,7 +110,7 @@ const chunkHeadRoom = 18
 // own: the frame is encoded after room for the size line, which then goes
 // right before it, so nothing is copied.
 func encodeChunk(ev store.Event) []byte {
-	framesEncoded.Add(1)
+	noteEncode(ev)
 	b := make([]byte, chunkHeadRoom, chunkHeadRoom+len(ev.Data)+64+len(ev.Path)+2)
 	b = appendChange(b, ev)
 	n := len(b) - chunkHeadRoom

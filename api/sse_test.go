@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,9 +50,20 @@ func TestEncodeChunk(t *testing.T) {
 }
 
 // Watchers of one location share each change's frame: one encode per change
-// and watched location, however many watch. Not parallel: it counts every
-// encode in the package.
+// and watched location, however many watch. It counts the encodes of its own
+// values; not parallel, as it sets the package's hook.
 func TestWatchersShareFrames(t *testing.T) {
+	var mu sync.Mutex
+	encodes := map[string]int{}
+	count := func(ev store.Event) {
+		if strings.HasPrefix(string(ev.Data), `"share-`) {
+			mu.Lock()
+			encodes[string(ev.Data)]++
+			mu.Unlock()
+		}
+	}
+	encodeHook.Store(&count)
+	t.Cleanup(func() { encodeHook.Store(nil) })
 	ts := newTestServer(t, Config{}, store.Options{})
 	ts.mustDo(200, "PUT", "/rooms/r1", `{"k":{"c":1}}`)
 	var room, key []*sseConn
@@ -63,8 +75,7 @@ func TestWatchersShareFrames(t *testing.T) {
 		c.nextChange() // the snapshot
 	}
 	for i := range 3 {
-		before := framesEncoded.Load()
-		v := strconv.Itoa(i + 2)
+		v := `"share-` + strconv.Itoa(i) + `"`
 		ts.mustDo(200, "PUT", "/rooms/r1/k/c", v)
 		for _, c := range room {
 			c.expect("put", "/k/c", v)
@@ -72,7 +83,10 @@ func TestWatchersShareFrames(t *testing.T) {
 		for _, c := range key {
 			c.expect("put", "/c", v)
 		}
-		if n := framesEncoded.Load() - before; n != 2 {
+		mu.Lock()
+		n := encodes[v]
+		mu.Unlock()
+		if n != 2 {
 			t.Errorf("write %d to 4+4 watchers of 2 locations: %d frames encoded, want 2", i, n)
 		}
 	}
