@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/sigbase/sigbase/store"
 )
@@ -77,4 +78,54 @@ func appendDataLines(b []byte, data []byte) []byte {
 		}
 		data = data[i+1:]
 	}
+}
+
+// The framings of shared event frames (store.Event.Frame keys): every
+// watcher of a location writing the same framing writes the same bytes.
+const (
+	frameSSE     = iota // the SSE frame alone (HTTP/2)
+	frameChunked        // the SSE frame as one HTTP/1.1 chunk (taken-over connections)
+)
+
+// encodeHook, when set (by tests), sees each event encodeSSE and
+// encodeChunk encode: watchers of one location share each encoding.
+var encodeHook atomic.Pointer[func(store.Event)]
+
+func noteEncode(ev store.Event) {
+	if f := encodeHook.Load(); f != nil {
+		(*f)(ev)
+	}
+}
+
+// encodeSSE is one event's frame, in a buffer of its own.
+func encodeSSE(ev store.Event) []byte {
+	noteEncode(ev)
+	return appendChange(make([]byte, 0, len(ev.Data)+64+len(ev.Path)), ev)
+}
+
+// chunkHeadRoom fits a chunk-size line: up to 16 hex digits and CRLF.
+const chunkHeadRoom = 18
+
+// encodeChunk is one event's frame as an HTTP/1.1 chunk, in a buffer of its
+// own: the frame is encoded after room for the size line, which then goes
+// right before it, so nothing is copied.
+func encodeChunk(ev store.Event) []byte {
+	noteEncode(ev)
+	b := make([]byte, chunkHeadRoom, chunkHeadRoom+len(ev.Data)+64+len(ev.Path)+2)
+	b = appendChange(b, ev)
+	n := len(b) - chunkHeadRoom
+	b = append(b, "\r\n"...)
+	var line [chunkHeadRoom]byte
+	head := append(strconv.AppendInt(line[:0], int64(n), 16), "\r\n"...)
+	start := chunkHeadRoom - len(head)
+	copy(b[start:], head)
+	return b[start:]
+}
+
+// appendChunk appends data as one HTTP/1.1 chunk.
+func appendChunk(b, data []byte) []byte {
+	b = strconv.AppendInt(b, int64(len(data)), 16)
+	b = append(b, "\r\n"...)
+	b = append(b, data...)
+	return append(b, "\r\n"...)
 }

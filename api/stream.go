@@ -226,14 +226,56 @@ func (s *stream) deliver() bool {
 			return true
 		}
 	}
+	if s.write(events) != nil {
+		return false
+	}
+	s.ws.metrics.events.Add(float64(len(events)))
+	return true
+}
+
+// write sends events in one write. Live events of an unfiltered watch go
+// as the frames every watcher of the location shares (store.Event.Frame):
+// the first watcher to write a change encodes it in its framing, the others
+// write the same bytes, with no copy when there is one event. The rest (a
+// snapshot, a replay, a filtered watch) are encoded into the stream's buffer.
+func (s *stream) write(events []store.Event) error {
+	if s.filter == nil {
+		key, encode := s.out.framing()
+		if len(events) == 1 {
+			if frame, ok := events[0].Frame(key, encode); ok {
+				return s.out.sendFramed(frame)
+			}
+		} else if s.sharedFrames(events, key, encode) {
+			return s.dropLargeBuf(s.out.sendFramed(s.buf))
+		}
+	}
 	s.buf = s.buf[:0]
 	for _, ev := range events {
 		s.buf = appendChange(s.buf, ev)
 	}
-	if s.out.send(s.buf) != nil {
-		return false
+	return s.dropLargeBuf(s.out.send(s.buf))
+}
+
+// dropLargeBuf lets a large snapshot's or backlog's buffer go, so it is not
+// kept for the stream's life, and passes err on.
+func (s *stream) dropLargeBuf(err error) error {
+	if cap(s.buf) > 64<<10 {
+		s.buf = nil
 	}
-	s.ws.metrics.events.Add(float64(len(events)))
+	return err
+}
+
+// sharedFrames gathers the shared frames of events into the stream's
+// buffer; false when one has none.
+func (s *stream) sharedFrames(events []store.Event, key int, encode func(store.Event) []byte) bool {
+	s.buf = s.buf[:0]
+	for _, ev := range events {
+		frame, ok := ev.Frame(key, encode)
+		if !ok {
+			return false
+		}
+		s.buf = append(s.buf, frame...)
+	}
 	return true
 }
 
@@ -241,6 +283,12 @@ func (s *stream) deliver() bool {
 // how long a peer that stopped reading can hold its stream.
 type frameWriter interface {
 	send(b []byte) error
+	// framing names the framing sendFramed takes, as a key of
+	// store.Event.Frame, and the encoder of one event in it.
+	framing() (key int, encode func(store.Event) []byte)
+	// sendFramed writes frames already in the writer's framing; b may be
+	// shared with other streams and is not modified.
+	sendFramed(b []byte) error
 	// finish ends the body cleanly: the server means the stream to end.
 	finish()
 	close()
@@ -254,18 +302,24 @@ type connWriter struct {
 }
 
 func (w *connWriter) send(b []byte) error {
-	if err := w.conn.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
-		return err
-	}
 	// One write(2) per frame: the chunk header and trailer go around a copy.
-	w.chunk = strconv.AppendInt(w.chunk[:0], int64(len(b)), 16)
-	w.chunk = append(w.chunk, "\r\n"...)
-	w.chunk = append(w.chunk, b...)
-	w.chunk = append(w.chunk, "\r\n"...)
-	_, err := w.conn.Write(w.chunk)
+	w.chunk = appendChunk(w.chunk[:0], b)
+	err := w.sendFramed(w.chunk)
 	if cap(w.chunk) > 64<<10 {
 		w.chunk = nil // a large snapshot's buffer is not kept for the stream's life
 	}
+	return err
+}
+
+// framing: chunks, each holding one event's frame.
+func (w *connWriter) framing() (int, func(store.Event) []byte) { return frameChunked, encodeChunk }
+
+// sendFramed writes chunks as they are, in one write(2).
+func (w *connWriter) sendFramed(b []byte) error {
+	if err := w.conn.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
+		return err
+	}
+	_, err := w.conn.Write(b)
 	return err
 }
 
@@ -293,6 +347,11 @@ func (w *flushWriter) send(b []byte) error {
 	}
 	return w.rc.Flush()
 }
+
+// framing: plain SSE frames; HTTP/2 frames them itself.
+func (w *flushWriter) framing() (int, func(store.Event) []byte) { return frameSSE, encodeSSE }
+
+func (w *flushWriter) sendFramed(b []byte) error { return w.send(b) }
 
 // finish and close leave the response to the handler's return, which
 // ends an HTTP/2 stream cleanly; a crash resets it.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // Event is one change as a watcher of some location sees it: a put of a
@@ -15,6 +16,8 @@ type Event struct {
 	Patch bool   // a "patch" event; otherwise "put"
 	Path  string // "/" or "/key", "/key/child", "/child"
 	Data  []byte // compact JSON: the value, or the patch object
+
+	shared *sharedEvent // set on live events: what watchers of its location share
 }
 
 // String is the event as tests and logs show it: "rev:put /path data".
@@ -44,6 +47,9 @@ type Change struct {
 
 	memoMu sync.Mutex
 	memo   map[string][]byte // values below `at`, extracted once for many watchers
+
+	sharedMu sync.Mutex
+	shared   map[Path]*sharedEvent // per watched location, for live delivery
 }
 
 type image struct {
@@ -264,4 +270,72 @@ func (r *reader) string() string {
 	s := string(r.b[:n])
 	r.b = r.b[n:]
 	return s
+}
+
+// FrameKeys bounds the keys of Event.Frame: a caller has this many
+// encodings (framings) of an event that it may memoize.
+const FrameKeys = 4
+
+// sharedEvent is one change as every watcher of one location sees it live:
+// the projection, made once, and the frames encoded from it by the first
+// watcher to need each, reused by the others. It lives as long as the change
+// is queued or held by a watcher.
+type sharedEvent struct {
+	ev     Event
+	ok     bool
+	mu     sync.Mutex // taken to encode a frame
+	frames [FrameKeys]atomic.Pointer[[]byte]
+}
+
+// sharedEventFor is eventFor for live delivery: watchers of the same location
+// share one Event, and through Event.Frame its encodings.
+func (c *Change) sharedEventFor(loc Path) (Event, bool) {
+	c.sharedMu.Lock()
+	sh := c.shared[loc]
+	c.sharedMu.Unlock()
+	if sh != nil {
+		return sh.ev, sh.ok
+	}
+	ev, ok := c.eventFor(loc) // outside the lock: watchers of other locations go on
+	c.sharedMu.Lock()
+	if sh = c.shared[loc]; sh == nil {
+		sh = &sharedEvent{ev: ev, ok: ok}
+		sh.ev.shared = sh
+		if c.shared == nil {
+			c.shared = make(map[Path]*sharedEvent)
+		}
+		c.shared[loc] = sh
+	}
+	c.sharedMu.Unlock()
+	return sh.ev, sh.ok
+}
+
+// Frame returns encode(e), encoded once for every watcher of the event's
+// location that asks with the same key (0 <= key < FrameKeys): the first
+// caller encodes, the others get the very same bytes, which nobody may
+// modify. ok is false, and encode is not called, when the event has nothing
+// to share: a snapshot, a change replayed from the log, an event the caller
+// built or altered, or a key out of range. Then the caller encodes it itself.
+func (e Event) Frame(key int, encode func(Event) []byte) (frame []byte, ok bool) {
+	sh := e.shared
+	if sh == nil || key < 0 || key >= FrameKeys || !sh.is(e) {
+		return nil, false
+	}
+	if b := sh.frames[key].Load(); b != nil {
+		return *b, true
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if b := sh.frames[key].Load(); b != nil {
+		return *b, true
+	}
+	b := encode(sh.ev)
+	sh.frames[key].Store(&b)
+	return b, true
+}
+
+// is reports whether e is still the shared event, as Next handed it out.
+func (sh *sharedEvent) is(e Event) bool {
+	return e.Rev == sh.ev.Rev && e.Patch == sh.ev.Patch && e.Path == sh.ev.Path &&
+		len(e.Data) == len(sh.ev.Data) && (len(e.Data) == 0 || &e.Data[0] == &sh.ev.Data[0])
 }

@@ -33,7 +33,13 @@ type Watcher struct {
 	mode     watchMode
 	cursor   uint64 // revision up to which every change was handled
 	replayed bool
+	spare    []*Change // the queue live took last time, emptied: the next queue
+	events   []Event   // what live returned last time, reused
 }
+
+// reuseLimit bounds the buffers live keeps for reuse, so a burst's are not
+// kept for the watcher's life.
+const reuseLimit = 16
 
 type watchMode uint8
 
@@ -71,7 +77,8 @@ func (w *Watcher) Ready() <-chan struct{} { return w.ready }
 func (w *Watcher) Replayed() bool { return w.replayed }
 
 // Next returns the events available now (possibly none). ErrEvicted means the
-// watcher fell too far behind; ErrClosed that the store is closing.
+// watcher fell too far behind; ErrClosed that the store is closing. The slice
+// is valid until the next call; live events keep no allocation per watcher.
 func (w *Watcher) Next() ([]Event, error) {
 	switch w.mode {
 	case modeSnapshot:
@@ -134,7 +141,7 @@ func (w *Watcher) catchUp() ([]Event, error) {
 func (w *Watcher) live() ([]Event, error) {
 	w.mu.Lock()
 	queue := w.queue
-	w.queue, w.queuedBytes = nil, 0
+	w.queue, w.queuedBytes, w.spare = w.spare, 0, nil // offers go on in the spare buffer
 	evicted, closed := w.evicted, w.closed
 	w.mu.Unlock()
 	switch {
@@ -143,17 +150,32 @@ func (w *Watcher) live() ([]Event, error) {
 	case evicted:
 		return nil, ErrEvicted
 	}
-	var events []Event
+	clear(w.events) // the last call's, valid until now
+	events := w.events[:0]
 	for _, c := range queue {
 		if c.rev <= w.cursor {
 			continue
 		}
 		w.cursor = c.rev
-		if ev, ok := c.eventFor(w.at); ok {
+		if ev, ok := c.sharedEventFor(w.at); ok {
 			events = append(events, ev)
 		}
 	}
+	w.keep(queue, events)
 	return events, nil
+}
+
+// keep holds small buffers of live for its next call: the queue emptied
+// (it pins no change), the events as returned (valid until then).
+func (w *Watcher) keep(queue []*Change, events []Event) {
+	w.spare, w.events = nil, nil
+	if cap(queue) <= reuseLimit {
+		clear(queue)
+		w.spare = queue[:0]
+	}
+	if cap(events) <= reuseLimit {
+		w.events = events
+	}
 }
 
 // evict drops the watcher's queue; its next Next returns ErrEvicted.
