@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/sigbase/sigbase/store"
 	"github.com/sigbase/sigbase/store/internal/model"
+	"github.com/sigbase/sigbase/store/storetest"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -489,7 +490,7 @@ func TestWatchConcurrent(t *testing.T) {
 			if i > 0 && ev.Rev <= evs[i-1].Rev {
 				t.Errorf("watcher of %s: rev %d after %d", w.at, ev.Rev, evs[i-1].Rev)
 			}
-			local = applyEvent(t, local, w.at.Depth(), ev)
+			local = storetest.ApplyEvent(t, local, w.at.Depth(), ev)
 		}
 		seen := map[uint64]bool{}
 		for _, ev := range evs[1:] {
