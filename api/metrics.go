@@ -94,13 +94,20 @@ func (m *Metrics) watchStore(st *store.Store) {
 	}
 }
 
-func (m *Metrics) observeWrite(op string, err error, elapsed time.Duration) {
-	code := http.StatusOK
-	if err != nil {
-		code, _, _ = classify(err)
-	} else {
-		m.writeSeconds.WithLabelValues(op).Observe(elapsed.Seconds())
-	}
+// writeSeries are one operation's series of a successful write, looked up
+// once per handler rather than by label on every request.
+type writeSeries struct {
+	ok      prometheus.Counter
+	seconds prometheus.Observer
+}
+
+func (m *Metrics) writeSeriesOf(op string) writeSeries {
+	return writeSeries{ok: m.writes.WithLabelValues(op, strconv.Itoa(http.StatusOK)), seconds: m.writeSeconds.WithLabelValues(op)}
+}
+
+// observeFailedWrite counts a write that failed, by its HTTP status.
+func (m *Metrics) observeFailedWrite(op string, err error) {
+	code, _, _ := classify(err)
 	m.writes.WithLabelValues(op, strconv.Itoa(code)).Inc()
 }
 

@@ -111,6 +111,7 @@ type writes struct {
 }
 
 func writeHandler(wr writes, op string, write writeFunc) echo.HandlerFunc {
+	series := wr.metrics.writeSeriesOf(op)
 	return func(c echo.Context) error {
 		at, err := location(c)
 		if err != nil {
@@ -135,7 +136,12 @@ func writeHandler(wr writes, op string, write writeFunc) echo.HandlerFunc {
 		}
 		start := time.Now()
 		res, err := write(c, at, body, cond)
-		wr.metrics.observeWrite(op, err, time.Since(start))
+		if err == nil {
+			series.seconds.Observe(time.Since(start).Seconds())
+			series.ok.Inc()
+		} else {
+			wr.metrics.observeFailedWrite(op, err)
+		}
 		if err != nil {
 			return err
 		}
