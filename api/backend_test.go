@@ -2,16 +2,12 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +16,7 @@ import (
 	"github.com/sigbase/sigbase/store"
 	"github.com/sigbase/sigbase/store/bolt"
 	"github.com/sigbase/sigbase/store/etcd"
+	"github.com/sigbase/sigbase/store/etcd/etcdtest"
 )
 
 // The contract suite runs against either backend: the embedded bbolt store
@@ -36,7 +33,7 @@ import (
 var testBackend = os.Getenv("SIGBASE_TEST_BACKEND")
 
 // testEtcd is the etcd member of this run; nil under bbolt.
-var testEtcd *etcdMember
+var testEtcd *etcdtest.Member
 
 func TestMain(m *testing.M) {
 	switch testBackend {
@@ -47,14 +44,14 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "SIGBASE_TEST_BACKEND=%q: want bbolt or etcd\n", testBackend)
 		os.Exit(2)
 	}
-	e, err := startEtcd()
+	e, err := etcdtest.Start("api-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	testEtcd = e
 	code := m.Run()
-	e.stop()
+	e.Stop()
 	os.Exit(code)
 }
 
@@ -80,7 +77,7 @@ func openTestStore(tb testing.TB, opts store.Options) (*store.Store, uint64) {
 		return st, 0
 	}
 	prefix := fmt.Sprintf("/sigbase-test/%d-%s/", storeSeq.Add(1), strings.ReplaceAll(tb.Name(), "/", "_"))
-	st, err := etcd.Open(etcd.Options{Endpoints: []string{testEtcd.endpoint}, Prefix: prefix}, opts)
+	st, err := etcd.Open(etcd.Options{Endpoints: []string{testEtcd.Endpoint}, Prefix: prefix}, opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -97,107 +94,12 @@ func (ts *testServer) id(n uint64) string { return strconv.FormatUint(ts.rev(n),
 // etag is rev as an ETag.
 func (ts *testServer) etag(n uint64) string { return `"` + ts.id(n) + `"` }
 
-// etcdMember is one etcd server, a child of the test binary.
-type etcdMember struct {
-	cmd      *exec.Cmd
-	dir      string
-	endpoint string
-	cli      *clientv3.Client
-}
-
-// startEtcd runs a one-member cluster on two free loopback ports. Short
-// heartbeat and election settings keep its start quick.
-func startEtcd() (*etcdMember, error) {
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		bin = "/usr/bin/etcd"
-	}
-	dir, err := os.MkdirTemp("", "sigbase-api-etcd")
-	if err != nil {
-		return nil, err
-	}
-	ports, err := freePorts(2)
-	if err != nil {
-		return nil, err
-	}
-	client, peer := fmt.Sprintf("http://127.0.0.1:%d", ports[0]), fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	logf, err := os.Create(filepath.Join(dir, "etcd.log"))
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "--name", "api-test", "--data-dir", filepath.Join(dir, "data"),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "api-test="+peer, "--heartbeat-interval", "50", "--election-timeout", "500")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the tests
-	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start etcd (SIGBASE_TEST_BACKEND=etcd needs it): %w", err)
-	}
-	e := &etcdMember{cmd: cmd, dir: dir, endpoint: client}
-	if err := e.waitReady(); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "etcd.log"))
-		e.stop()
-		return nil, fmt.Errorf("etcd on %s: %w\n%s", client, err, log)
-	}
-	return e, nil
-}
-
-func (e *etcdMember) waitReady() error {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.endpoint}, DialTimeout: 5 * time.Second})
-	if err != nil {
-		return err
-	}
-	e.cli = cli
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := cli.Get(ctx, "ready")
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // compact drops etcd's history before rev, as --auto-compaction does.
-func (e *etcdMember) compact(t *testing.T, rev uint64) {
+func compact(t *testing.T, rev uint64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := e.cli.Compact(ctx, int64(rev), clientv3.WithCompactPhysical()); err != nil {
+	if _, err := testEtcd.Client.Compact(ctx, int64(rev), clientv3.WithCompactPhysical()); err != nil {
 		t.Fatalf("compact etcd at %d: %v", rev, err)
 	}
-}
-
-func (e *etcdMember) stop() {
-	if e.cli != nil {
-		e.cli.Close()
-	}
-	e.cmd.Process.Kill()
-	e.cmd.Wait()
-	os.RemoveAll(e.dir)
-}
-
-// freePorts finds n distinct free loopback ports, holding each until all
-// are found.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var errs []error
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			errs = append(errs, err)
-			break
-		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, errors.Join(errs...)
 }

@@ -200,7 +200,7 @@ func TestStreamResume(t *testing.T) {
 			}
 		}
 		replays++
-		testEtcd.compact(t, ts.rev(13))
+		compact(t, ts.rev(13))
 	}
 	f := ts.watch("/rooms/r", "Last-Event-ID", ts.id(2)).nextChange()
 	if f.id != ts.id(13) || !strings.HasPrefix(f.data, `{"path":"/","data":{`) {

@@ -3,7 +3,6 @@ package bolt
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -17,7 +16,17 @@ import (
 
 	"github.com/sigbase/sigbase/store"
 	"github.com/sigbase/sigbase/store/internal/model"
+	"github.com/sigbase/sigbase/store/storetest"
 	bbolt "go.etcd.io/bbolt"
+)
+
+// The model test's helpers serve these tests too.
+var (
+	decode         = storetest.Decode
+	loc            = storetest.Loc
+	drain          = storetest.Drain
+	validPushID    = storetest.ValidPushID
+	decodePushTime = storetest.PushTime
 )
 
 // testStore is a Store opened on a real bbolt file, closed by t.Cleanup. It
@@ -119,19 +128,6 @@ func mustPath(t testing.TB, room, key, child string) store.Path {
 	return p
 }
 
-// loc parses "room", "room/key" or "room/key/child".
-func loc(t testing.TB, s string) store.Path {
-	t.Helper()
-	parts := strings.Split(s, "/")
-	for len(parts) < 3 {
-		parts = append(parts, "")
-	}
-	if len(parts) != 3 {
-		t.Fatalf("loc(%q): too deep", s)
-	}
-	return mustPath(t, parts[0], parts[1], parts[2])
-}
-
 func (s *testStore) put(t testing.TB, at, body string) store.Result {
 	t.Helper()
 	res, err := s.Put(t.Context(), loc(t, at), []byte(body), store.Cond{})
@@ -173,16 +169,6 @@ func (s *testStore) get(t testing.TB, at string) store.Value {
 	v, err := s.Get(loc(t, at))
 	if err != nil {
 		t.Fatalf("Get(%s): %v", at, err)
-	}
-	return v
-}
-
-// decode parses JSON into plain Go values for semantic comparison.
-func decode(t testing.TB, b []byte) any {
-	t.Helper()
-	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatalf("stored value %q is not JSON: %v", b, err)
 	}
 	return v
 }
@@ -371,21 +357,6 @@ func TestPush(t *testing.T) {
 			t.Errorf("Push at %s: err %v, want ErrInvalidPath", at, err)
 		}
 	}
-}
-
-// pushAlphabet is Firebase's push id alphabet, in ASCII order.
-const pushAlphabet = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
-
-func validPushID(id string) bool {
-	if len(id) != 20 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if !strings.Contains(pushAlphabet, id[i:i+1]) {
-			return false
-		}
-	}
-	return true
 }
 
 func TestPatch(t *testing.T) {
@@ -759,14 +730,6 @@ func TestPushIDsOrdered(t *testing.T) {
 	if now := time.Now().UnixMilli(); ms > now || now-ms > 60_000 {
 		t.Errorf("push id %q encodes %d ms, now is %d", all[0].name, ms, now)
 	}
-}
-
-func decodePushTime(id string) int64 {
-	var ms int64
-	for i := range 8 {
-		ms = ms*64 + int64(strings.IndexByte(pushAlphabet, id[i]))
-	}
-	return ms
 }
 
 func TestQuotas(t *testing.T) {

@@ -16,26 +16,6 @@ import (
 	"time"
 )
 
-// drain returns the events the watcher has ready now. Every change published
-// before the call is among them: publish signals Ready, and Next re-signals
-// while it has more (a snapshot, a log page).
-func drain(t testing.TB, w *store.Watcher) []store.Event {
-	t.Helper()
-	var out []store.Event
-	for {
-		select {
-		case <-w.Ready():
-			evs, err := w.Next()
-			if err != nil {
-				t.Fatalf("Next: %v", err)
-			}
-			out = append(out, evs...)
-		default:
-			return out
-		}
-	}
-}
-
 // waitEvents reads until at least n events arrived.
 func waitEvents(t testing.TB, w *store.Watcher, n int) []store.Event {
 	t.Helper()

@@ -4,16 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sigbase/sigbase/store"
+	"github.com/sigbase/sigbase/store/etcd/etcdtest"
 	"github.com/sigbase/sigbase/store/storetest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -33,14 +30,14 @@ import (
 func TestModel(t *testing.T) {
 	t.Parallel()
 	member := startEtcd(t)
-	cli := member.client(t)
+	cli := member.Client
 	runs := 0
 	prefixes := map[*store.Store]string{}
 	storetest.RunModel(t, storetest.Harness{
 		Open: func(t *testing.T, opts store.Options) *store.Store {
 			runs++
 			prefix := fmt.Sprintf("/sigbase-model/%d-%s/", runs, strings.ReplaceAll(t.Name(), "/", "_"))
-			s, err := Open(Options{Endpoints: []string{member.endpoint}, Prefix: prefix}, opts)
+			s, err := Open(Options{Endpoints: []string{member.Endpoint}, Prefix: prefix}, opts)
 			if err != nil {
 				t.Fatalf("Open: %v", err)
 			}
@@ -106,90 +103,17 @@ func checkBookkeeping(t *testing.T, cli *clientv3.Client, prefix, room string) (
 	return uint64(rk.CreateRevision), 0, true
 }
 
-// etcdMember is one etcd server, a child of the test binary.
-type etcdMember struct {
-	endpoint string
-}
-
-// startEtcd runs a one-member cluster on two free loopback ports with its
-// data in t.TempDir(), stopped at cleanup. Without an etcd binary (on PATH,
-// or Debian's /usr/bin/etcd) the test skips, unless SIGBASE_FULL_TESTS=1
-// (CI), where it fails.
-func startEtcd(t *testing.T) *etcdMember {
+// startEtcd runs a member for the test, stopped at cleanup. Without an etcd
+// binary the test skips, unless SIGBASE_FULL_TESTS=1 (CI), where it fails.
+func startEtcd(t *testing.T) *etcdtest.Member {
 	t.Helper()
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		bin = "/usr/bin/etcd"
-		if _, err := os.Stat(bin); err != nil {
-			msg := "needs etcd: no etcd on PATH and no /usr/bin/etcd (Debian: apt-get install etcd-server)"
-			if os.Getenv("SIGBASE_FULL_TESTS") == "1" {
-				t.Fatal(msg + "; SIGBASE_FULL_TESTS=1 needs it")
-			}
-			t.Skip(msg)
-		}
+	m, err := etcdtest.Start("model-test")
+	if errors.Is(err, etcdtest.ErrNoEtcd) && os.Getenv("SIGBASE_FULL_TESTS") != "1" {
+		t.Skip(err)
 	}
-	dir := t.TempDir()
-	ports := freePorts(t, 2)
-	client, peer := fmt.Sprintf("http://127.0.0.1:%d", ports[0]), fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	logf, err := os.Create(filepath.Join(dir, "etcd.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "--name", "model-test", "--data-dir", filepath.Join(dir, "data"),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "model-test="+peer, "--heartbeat-interval", "50", "--election-timeout", "500")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	m := &etcdMember{endpoint: client}
-	cli := m.client(t)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-		_, err := cli.Get(ctx, "ready")
-		cancel()
-		if err == nil {
-			return m
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "etcd.log"))
-			t.Fatalf("etcd on %s: %v\n%s", client, err, log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// client is a client of the member, closed at cleanup.
-func (m *etcdMember) client(t *testing.T) *clientv3.Client {
-	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.endpoint}, DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	return cli
-}
-
-// freePorts finds n distinct free loopback ports, holding each until all
-// are found.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
+	t.Cleanup(m.Stop)
+	return m
 }

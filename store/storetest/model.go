@@ -25,9 +25,9 @@ func ApplyEvent(t testing.TB, local any, depth int, ev store.Event) any {
 	t.Helper()
 	segs := model.SplitPath(ev.Path)
 	if !ev.Patch {
-		return model.SetAt(local, depth, segs, decode(t, ev.Data))
+		return model.SetAt(local, depth, segs, Decode(t, ev.Data))
 	}
-	members, ok := decode(t, ev.Data).(map[string]any)
+	members, ok := Decode(t, ev.Data).(map[string]any)
 	if !ok {
 		t.Fatalf("patch event %v: data is not an object", ev)
 	}
@@ -147,13 +147,13 @@ func newModelRun(t *testing.T, h Harness, cfg modelConfig) *modelRun {
 	}
 	for _, at := range []string{"r0", "r1", "r2", "ghost", "r0/a", "r1/b", "r2/c", "ghost/a", "r0/a/x", "r1/b/y", "r2/a/z", "ghost/a/x"} {
 		// The snapshot is read by the first Next: take it before any write.
-		sw, err := m.s.Watch(loc(t, at), 0, false)
+		sw, err := m.s.Watch(Loc(t, at), 0, false)
 		if err != nil {
 			t.Fatalf("Watch(%s): %v", at, err)
 		}
 		t.Cleanup(sw.Close)
-		w := &modelWatcher{at: loc(t, at), w: sw, lastRev: m.base}
-		evs := drain(t, w.w)
+		w := &modelWatcher{at: Loc(t, at), w: sw, lastRev: m.base}
+		evs := Drain(t, w.w)
 		if len(evs) != 1 || evs[0].Path != "/" || evs[0].Patch || evs[0].Rev != m.base || string(evs[0].Data) != "null" {
 			t.Fatalf("watcher of %s: first events %v, want a snapshot %d:put / null", at, evs, m.base)
 		}
@@ -247,7 +247,7 @@ func (m *modelRun) step(i int) {
 		if !errors.As(err, &ce) {
 			t.Fatalf("op %d %v: err %v, want a *ConditionError", i, op, err)
 		}
-		if want := model.RenderAt(condAt.Depth(), modelCur); !reflect.DeepEqual(decode(t, ce.Value), want) || ce.Rev != cur.Rev {
+		if want := model.RenderAt(condAt.Depth(), modelCur); !reflect.DeepEqual(Decode(t, ce.Value), want) || ce.Rev != cur.Rev {
 			t.Errorf("op %d %v: ConditionError{%s, %d}, want {%s, %d}", i, op, ce.Value, ce.Rev, model.MustJSON(want), cur.Rev)
 		}
 		m.checkUnchanged(i, op)
@@ -268,23 +268,23 @@ func (m *modelRun) step(i int) {
 	case "put", "delete":
 		var v any
 		if op.kind == "put" {
-			v = decode(t, op.body)
+			v = Decode(t, op.body)
 		}
 		m.set(room, model.Segments(op.at.Key, op.at.Child), v)
 		wantValue = model.RenderAt(op.at.Depth(), model.GetAt(m.rooms[room], model.Segments(op.at.Key, op.at.Child)))
 	case "push":
-		if !validPushID(res.Name) || res.Name <= m.lastID {
+		if !ValidPushID(res.Name) || res.Name <= m.lastID {
 			t.Errorf("op %d %v: push id %q, want a push id after %q", i, op, res.Name, m.lastID)
 		}
 		m.lastID = res.Name
 		child := store.Path{Room: room, Key: op.at.Key, Child: res.Name}
 		m.pushed[op.at] = append(m.pushed[op.at], res.Name)
 		m.locs = append(m.locs, child)
-		v := decode(t, op.body)
+		v := Decode(t, op.body)
 		m.set(room, model.Segments(child.Key, child.Child), v)
 		wantValue = model.RenderAt(2, model.NormAt(2, v))
 	case "patch":
-		members := decode(t, op.body).(map[string]any)
+		members := Decode(t, op.body).(map[string]any)
 		want := map[string]any{}
 		for _, name := range slices.Sorted(maps.Keys(members)) {
 			segs := slices.Concat(model.Segments(op.at.Key, op.at.Child), strings.Split(name, "/"))
@@ -293,7 +293,7 @@ func (m *modelRun) step(i int) {
 		}
 		wantValue = want
 	}
-	if got := decode(t, res.Value); !reflect.DeepEqual(got, wantValue) || !model.IsCompact(res.Value) {
+	if got := Decode(t, res.Value); !reflect.DeepEqual(got, wantValue) || !model.IsCompact(res.Value) {
 		t.Errorf("op %d %v: Result.Value %s, want %s", i, op, res.Value, model.MustJSON(wantValue))
 	}
 	if !existed && m.rooms[room] == nil && m.h.NoOpKeepsRevision {
@@ -348,7 +348,7 @@ func (m *modelRun) checkAll(i int, op modelOp) {
 			t.Fatalf("op %d: Get(%s): %v", i, p, err)
 		}
 		want := model.RenderAt(p.Depth(), model.GetAt(m.rooms[p.Room], model.Segments(p.Key, p.Child)))
-		if got := decode(t, v.Data); !reflect.DeepEqual(got, want) {
+		if got := Decode(t, v.Data); !reflect.DeepEqual(got, want) {
 			t.Fatalf("op %d %v: Get(%s) = %s, want %s", i, op, p, v.Data, model.MustJSON(want))
 		}
 		if !model.IsCompact(v.Data) {
@@ -404,7 +404,7 @@ func (m *modelRun) checkUnchanged(i int, op modelOp) {
 	}
 	for _, p := range m.locs {
 		v, _ := m.s.Get(p)
-		if !reflect.DeepEqual(decode(t, v.Data), m.prevVal[p]) || v.Rev != m.prevETag[p] {
+		if !reflect.DeepEqual(Decode(t, v.Data), m.prevVal[p]) || v.Rev != m.prevETag[p] {
 			t.Fatalf("op %d %v refused, but %s is %s rev %d, was %s rev %d", i, op, p, v.Data, v.Rev, model.MustJSON(m.prevVal[p]), m.prevETag[p])
 		}
 	}
@@ -569,7 +569,7 @@ func (m *modelRun) resume(r *resume) {
 // drainWatcher applies the events a model watcher has ready to its copy.
 func (m *modelRun) drainWatcher(w *modelWatcher) {
 	t := m.t
-	for _, ev := range drain(t, w.w) {
+	for _, ev := range Drain(t, w.w) {
 		if ev.Rev <= w.lastRev {
 			t.Fatalf("watcher of %s: rev %d after %d", w.at, ev.Rev, w.lastRev)
 		}
@@ -606,7 +606,7 @@ func (m *modelRun) checkResume(r *resume) {
 	}
 	if !r.replayed {
 		m.counts["snapshot"]++
-		if len(evs) != 1 || evs[0].Path != "/" || evs[0].Patch || evs[0].Rev != m.rev || !reflect.DeepEqual(decode(t, evs[0].Data), model.RenderAt(p.Depth(), want)) {
+		if len(evs) != 1 || evs[0].Path != "/" || evs[0].Patch || evs[0].Rev != m.rev || !reflect.DeepEqual(Decode(t, evs[0].Data), model.RenderAt(p.Depth(), want)) {
 			t.Fatalf("resume %s after %d: %v, want one snapshot %d:put / %s", p, k, evs, m.rev, model.MustJSON(want))
 		}
 		return

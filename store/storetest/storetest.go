@@ -84,8 +84,8 @@ type Harness struct {
 	ParallelResumes int
 }
 
-// decode parses JSON into plain Go values for semantic comparison.
-func decode(t testing.TB, b []byte) any {
+// Decode parses JSON into plain Go values for semantic comparison.
+func Decode(t testing.TB, b []byte) any {
 	t.Helper()
 	var v any
 	if err := json.Unmarshal(b, &v); err != nil {
@@ -94,15 +94,15 @@ func decode(t testing.TB, b []byte) any {
 	return v
 }
 
-// loc parses "room", "room/key" or "room/key/child".
-func loc(t testing.TB, s string) store.Path {
+// Loc parses "room", "room/key" or "room/key/child".
+func Loc(t testing.TB, s string) store.Path {
 	t.Helper()
 	parts := strings.Split(s, "/")
 	for len(parts) < 3 {
 		parts = append(parts, "")
 	}
 	if len(parts) != 3 {
-		t.Fatalf("loc(%q): too deep", s)
+		t.Fatalf("Loc(%q): too deep", s)
 	}
 	p, err := store.NewPath(parts[0], parts[1], parts[2])
 	if err != nil {
@@ -111,10 +111,10 @@ func loc(t testing.TB, s string) store.Path {
 	return p
 }
 
-// drain returns the events the watcher has ready now. Every change handed
+// Drain returns the events the watcher has ready now. Every change handed
 // to the watcher before the call is among them: publishing signals Ready,
 // and Next re-signals while it has more (a snapshot, a log page).
-func drain(t testing.TB, w *store.Watcher) []store.Event {
+func Drain(t testing.TB, w *store.Watcher) []store.Event {
 	t.Helper()
 	var out []store.Event
 	for {
@@ -134,7 +134,8 @@ func drain(t testing.TB, w *store.Watcher) []store.Event {
 // pushAlphabet is Firebase's push id alphabet, in ASCII order.
 const pushAlphabet = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
 
-func validPushID(id string) bool {
+// ValidPushID reports whether id is 20 characters of the push alphabet.
+func ValidPushID(id string) bool {
 	if len(id) != 20 {
 		return false
 	}
@@ -144,4 +145,14 @@ func validPushID(id string) bool {
 		}
 	}
 	return true
+}
+
+// PushTime is the creation time, in Unix milliseconds, that a push id's
+// first 8 characters encode.
+func PushTime(id string) int64 {
+	var ms int64
+	for i := range 8 {
+		ms = ms*64 + int64(strings.IndexByte(pushAlphabet, id[i]))
+	}
+	return ms
 }
