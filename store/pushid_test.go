@@ -1,30 +1,16 @@
 package store
 
 import (
+	"github.com/sigbase/sigbase/store/internal/model"
 	"strings"
 	"testing"
 	"time"
 )
 
-func validPushID(id string) bool {
-	if len(id) != 20 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if !strings.Contains(pushAlphabet, id[i:i+1]) {
-			return false
-		}
-	}
-	return true
-}
-
-func decodePushTime(id string) int64 {
-	var ms int64
-	for i := range 8 {
-		ms = ms*64 + int64(strings.IndexByte(pushAlphabet, id[i]))
-	}
-	return ms
-}
+var (
+	validPushID    = model.ValidPushID
+	decodePushTime = model.PushTime
+)
 
 func TestPushIDGeneratorClock(t *testing.T) {
 	t.Parallel()

@@ -25,8 +25,8 @@ var (
 	decode         = storetest.Decode
 	loc            = storetest.Loc
 	drain          = storetest.Drain
-	validPushID    = storetest.ValidPushID
-	decodePushTime = storetest.PushTime
+	validPushID    = model.ValidPushID
+	decodePushTime = model.PushTime
 )
 
 // testStore is a Store opened on a real bbolt file, closed by t.Cleanup. It

@@ -273,7 +273,7 @@ func (m *modelRun) step(i int) {
 		m.set(room, model.Segments(op.at.Key, op.at.Child), v)
 		wantValue = model.RenderAt(op.at.Depth(), model.GetAt(m.rooms[room], model.Segments(op.at.Key, op.at.Child)))
 	case "push":
-		if !ValidPushID(res.Name) || res.Name <= m.lastID {
+		if !model.ValidPushID(res.Name) || res.Name <= m.lastID {
 			t.Errorf("op %d %v: push id %q, want a push id after %q", i, op, res.Name, m.lastID)
 		}
 		m.lastID = res.Name

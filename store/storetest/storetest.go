@@ -130,29 +130,3 @@ func Drain(t testing.TB, w *store.Watcher) []store.Event {
 		}
 	}
 }
-
-// pushAlphabet is Firebase's push id alphabet, in ASCII order.
-const pushAlphabet = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
-
-// ValidPushID reports whether id is 20 characters of the push alphabet.
-func ValidPushID(id string) bool {
-	if len(id) != 20 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if !strings.Contains(pushAlphabet, id[i:i+1]) {
-			return false
-		}
-	}
-	return true
-}
-
-// PushTime is the creation time, in Unix milliseconds, that a push id's
-// first 8 characters encode.
-func PushTime(id string) int64 {
-	var ms int64
-	for i := range 8 {
-		ms = ms*64 + int64(strings.IndexByte(pushAlphabet, id[i]))
-	}
-	return ms
-}
