@@ -50,6 +50,7 @@ type engine struct {
 	wg     sync.WaitGroup
 
 	roomLocks [64]sync.Mutex // writes to one room from this node go one at a time
+	cache     roomCache      // the rooms this node wrote last, to write without a read first
 
 	pushMu  sync.Mutex
 	pushIDs store.PushIDs // guarded by pushMu
@@ -182,7 +183,9 @@ func (e *engine) Submit(ctx context.Context, w *store.Write) (store.Result, erro
 	w.NamePush(&e.pushIDs, time.Now())
 	e.pushMu.Unlock()
 	for attempt := 0; ; attempt++ {
-		res, again, err := e.try(ctx, w)
+		// The first attempt starts from this node's copy of the room, if it
+		// has one; the transaction's guard catches a copy that is stale.
+		res, again, err := e.try(ctx, w, attempt == 0)
 		if !again || attempt == 100 {
 			if again {
 				err = fmt.Errorf("%w: room %s kept changing under write", store.ErrUnavailable, w.Room())
@@ -196,26 +199,42 @@ func (e *engine) Submit(ctx context.Context, w *store.Write) (store.Result, erro
 }
 
 // try runs one optimistic attempt; again means another node wrote the room
-// in between.
-func (e *engine) try(ctx context.Context, w *store.Write) (res store.Result, again bool, err error) {
+// in between, or that an outcome reached from the cached copy of the room
+// (cached) without a transaction must be confirmed from etcd.
+func (e *engine) try(ctx context.Context, w *store.Write, cached bool) (res store.Result, again bool, err error) {
 	name := w.Room()
-	room, lease, modRev, head, err := e.load(ctx, name)
-	if err != nil {
-		return store.Result{}, false, err
+	var room *store.Room
+	var lease int64
+	var modRev, head uint64
+	if cached {
+		room, lease, modRev, cached = e.cache.get(name)
+	}
+	if !cached {
+		if room, lease, modRev, head, err = e.load(ctx, name); err != nil {
+			return store.Result{}, false, err
+		}
+		e.cache.put(name, room, lease, modRev)
 	}
 	exists := room.Exists()
 	// Revision 0: the keys it changes read as the value's ModRevision.
 	c, res, err := room.Apply(w, e.opts.Limits, 0)
 	if err != nil {
+		if cached {
+			return store.Result{}, true, nil // a refusal must be about the room as it is
+		}
 		return store.Result{}, false, err
 	}
 	gone := room.Keys() == 0
 	if gone && !exists {
+		if cached {
+			return store.Result{}, true, nil
+		}
 		// Nothing was stored and nothing is: no transaction, no revision.
 		return res.At(head), false, nil
 	}
 	guard := clientv3.Compare(clientv3.ModRevision(e.roomKey(name)), "=", int64(modRev))
 	var ops []clientv3.Op
+	var value []byte // the room's new value
 	granted, newLease := false, lease
 	if gone {
 		// The room is gone: its change key's deletion is the change.
@@ -229,13 +248,15 @@ func (e *engine) try(ctx context.Context, w *store.Write) (res store.Result, aga
 			newLease, granted = int64(l.ID), true
 		}
 		withLease := clientv3.WithLease(clientv3.LeaseID(newLease))
+		value = encodeRoom(newLease, room)
 		ops = []clientv3.Op{
-			clientv3.OpPut(e.roomKey(name), string(encodeRoom(newLease, room)), withLease),
+			clientv3.OpPut(e.roomKey(name), string(value), withLease),
 			clientv3.OpPut(e.changeKey(name), string(c.Encode()), withLease),
 		}
 	}
 	resp, err := e.cli.Txn(ctx).If(guard).Then(ops...).Commit()
 	if err != nil || !resp.Succeeded {
+		e.cache.drop(name)
 		if granted {
 			go e.revoke(newLease)
 		}
@@ -246,6 +267,11 @@ func (e *engine) try(ctx context.Context, w *store.Write) (res store.Result, aga
 	}
 	rev := uint64(resp.Header.Revision)
 	e.seen(resp.Header.Revision)
+	if gone {
+		e.cache.drop(name)
+	} else {
+		e.cache.putValue(name, value, newLease, rev)
+	}
 	if !exists || gone {
 		e.countedAt.Store(0) // a room came or went: count afresh at the next scrape
 	}

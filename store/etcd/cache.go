@@ -1,0 +1,78 @@
+package etcd
+
+import (
+	"sync"
+
+	"github.com/sigbase/sigbase/store"
+)
+
+// roomCache keeps the value of each room this node last wrote or read for a
+// write, with its ModRevision, so that the next write to it is one etcd
+// transaction instead of a read and a transaction. A stale copy (another
+// node wrote the room, or its lease ran out) fails the transaction's guard
+// and the write retries from etcd; an outcome reached without a transaction
+// (a refused write, a no-op) is always confirmed from etcd. Reads never use
+// it.
+type roomCache struct {
+	mu    sync.Mutex
+	rooms map[string]cachedRoom
+	bytes int
+}
+
+type cachedRoom struct {
+	value  []byte // as encodeRoom wrote it; nil: the room is absent
+	lease  int64
+	modRev uint64
+}
+
+// maxCacheBytes bounds the cache; past it, it starts over.
+const maxCacheBytes = 32 << 20
+
+func (c *roomCache) get(room string) (*store.Room, int64, uint64, bool) {
+	c.mu.Lock()
+	cr, ok := c.rooms[room]
+	c.mu.Unlock()
+	if !ok {
+		return nil, 0, 0, false
+	}
+	if cr.value == nil {
+		return store.NewRoom(0, 0, 0), 0, 0, true
+	}
+	r, _, err := decodeRoom(cr.value, cr.modRev)
+	if err != nil {
+		c.drop(room)
+		return nil, 0, 0, false
+	}
+	return r, cr.lease, cr.modRev, true
+}
+
+// put keeps a room as loaded from etcd (absent rooms included).
+func (c *roomCache) put(room string, r *store.Room, lease int64, modRev uint64) {
+	var value []byte
+	if r.Exists() {
+		value = encodeRoom(lease, r)
+	}
+	c.putValue(room, value, lease, modRev)
+}
+
+func (c *roomCache) putValue(room string, value []byte, lease int64, modRev uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.rooms[room]; ok {
+		c.bytes -= len(room) + len(old.value)
+	}
+	if c.rooms == nil || c.bytes+len(room)+len(value) > maxCacheBytes {
+		c.rooms, c.bytes = make(map[string]cachedRoom), 0
+	}
+	c.rooms[room] = cachedRoom{value: value, lease: lease, modRev: modRev}
+	c.bytes += len(room) + len(value)
+}
+
+func (c *roomCache) drop(room string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.rooms[room]; ok {
+		c.bytes -= len(room) + len(old.value)
+		delete(c.rooms, room)
+	}
+}
