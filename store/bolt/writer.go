@@ -159,12 +159,12 @@ func (s *engine) commit(batch []*op) {
 			s.commitDirect(batch)
 		case !t.failed: // the log's own write or sync failed
 			// A log that failed a write or a sync cannot be trusted again:
-			// once bbolt has the batch and the log is gone, every group
-			// commits to bbolt with its own sync.
+			// once bbolt has the batch (checkpoint then removes the log, as
+			// it cannot be reset), every group commits to bbolt with its own
+			// sync. A checkpoint that fails leaves the log for the next start.
 			s.opts.Logger.Error("write-ahead log failed: committing to bbolt directly from now on", "err", err)
 			s.direct = true
 			s.checkpoint()
-			s.emptyLog()
 			s.commitDirect(batch)
 		default:
 			s.reply(batch, nil, start, storageError(err))

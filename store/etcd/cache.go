@@ -46,16 +46,8 @@ func (c *roomCache) get(room string) (*store.Room, int64, uint64, bool) {
 	return r, cr.lease, cr.modRev, true
 }
 
-// put keeps a room as loaded from etcd (absent rooms included).
-func (c *roomCache) put(room string, r *store.Room, lease int64, modRev uint64) {
-	var value []byte
-	if r.Exists() {
-		value = encodeRoom(lease, r)
-	}
-	c.putValue(room, value, lease, modRev)
-}
-
-func (c *roomCache) putValue(room string, value []byte, lease int64, modRev uint64) {
+// put keeps a room's value as stored at modRev (nil: absent).
+func (c *roomCache) put(room string, value []byte, lease int64, modRev uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.rooms[room]; ok {

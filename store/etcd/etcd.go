@@ -154,21 +154,32 @@ func (e *engine) lockRoom(room string) func() {
 	return mu.Unlock
 }
 
-// load reads a room (absent: an empty one) with its lease, its value's
-// ModRevision and the revision the read reflects.
-func (e *engine) load(ctx context.Context, room string) (r *store.Room, lease int64, modRev, head uint64, err error) {
+// loaded is a room as read from etcd: decoded, its value as stored (nil
+// when absent), its lease, its value's ModRevision, and the revision the
+// read reflects.
+type loaded struct {
+	room         *store.Room
+	value        []byte
+	lease        int64
+	modRev, head uint64
+}
+
+// load reads a room; an absent one is an empty room.
+func (e *engine) load(ctx context.Context, room string) (loaded, error) {
 	resp, err := e.cli.Get(ctx, e.roomKey(room))
 	if err != nil {
-		return nil, 0, 0, 0, etcdError(err)
+		return loaded{}, etcdError(err)
 	}
 	e.seen(resp.Header.Revision)
-	head = uint64(resp.Header.Revision)
+	l := loaded{head: uint64(resp.Header.Revision)}
 	if len(resp.Kvs) == 0 {
-		return store.NewRoom(0, 0, 0), 0, 0, head, nil
+		l.room = store.NewRoom(0, 0, 0)
+		return l, nil
 	}
 	kv := resp.Kvs[0]
-	r, lease, err = decodeRoom(kv.Value, uint64(kv.ModRevision))
-	return r, lease, uint64(kv.ModRevision), head, err
+	l.value, l.modRev = kv.Value, uint64(kv.ModRevision)
+	l.room, l.lease, err = decodeRoom(kv.Value, l.modRev)
+	return l, err
 }
 
 func (e *engine) Submit(ctx context.Context, w *store.Write) (store.Result, error) {
@@ -210,10 +221,12 @@ func (e *engine) try(ctx context.Context, w *store.Write, cached bool) (res stor
 		room, lease, modRev, cached = e.cache.get(name)
 	}
 	if !cached {
-		if room, lease, modRev, head, err = e.load(ctx, name); err != nil {
+		l, err := e.load(ctx, name)
+		if err != nil {
 			return store.Result{}, false, err
 		}
-		e.cache.put(name, room, lease, modRev)
+		room, lease, modRev, head = l.room, l.lease, l.modRev, l.head
+		e.cache.put(name, l.value, lease, modRev)
 	}
 	exists := room.Exists()
 	// Revision 0: the keys it changes read as the value's ModRevision.
@@ -270,7 +283,7 @@ func (e *engine) try(ctx context.Context, w *store.Write, cached bool) (res stor
 	if gone {
 		e.cache.drop(name)
 	} else {
-		e.cache.putValue(name, value, newLease, rev)
+		e.cache.put(name, value, newLease, rev)
 	}
 	if !exists || gone {
 		e.countedAt.Store(0) // a room came or went: count afresh at the next scrape
@@ -315,23 +328,23 @@ func (e *engine) revoke(lease int64) {
 func (e *engine) Read(at store.Path) (store.Value, error) {
 	ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
 	defer cancel()
-	room, _, _, _, err := e.load(ctx, at.Room)
+	l, err := e.load(ctx, at.Room)
 	if err != nil {
 		return store.Value{}, err
 	}
-	data, rev := room.ValueAt(at)
+	data, rev := l.room.ValueAt(at)
 	return store.Value{Data: data, Rev: rev}, nil
 }
 
 func (e *engine) Snapshot(at store.Path) (store.Event, error) {
 	ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
 	defer cancel()
-	room, _, _, head, err := e.load(ctx, at.Room)
+	l, err := e.load(ctx, at.Room)
 	if err != nil {
 		return store.Event{}, err
 	}
-	data, _ := room.ValueAt(at)
-	return store.Event{Rev: head, Path: "/", Data: data}, nil
+	data, _ := l.room.ValueAt(at)
+	return store.Event{Rev: l.head, Path: "/", Data: data}, nil
 }
 
 // ChangesAfter replays the room's change key from etcd's history. The
@@ -465,8 +478,8 @@ func (e *engine) keep(ctx context.Context, room string) {
 func (e *engine) refreshRoomLease(room string) {
 	ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
 	defer cancel()
-	if _, lease, _, _, err := e.load(ctx, room); err == nil && lease != 0 {
-		_, _ = e.cli.KeepAliveOnce(ctx, clientv3.LeaseID(lease))
+	if l, err := e.load(ctx, room); err == nil && l.lease != 0 {
+		_, _ = e.cli.KeepAliveOnce(ctx, clientv3.LeaseID(l.lease))
 	}
 }
 
