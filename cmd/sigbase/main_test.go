@@ -289,7 +289,7 @@ func TestWildcardListenerShowsAnOpenableURL(t *testing.T) {
 }
 
 // openStream watches url and copies the raw stream into a buffer until the
-// test ends.
+// test ends. It returns once the first event, the room's snapshot, is there.
 func openStream(t *testing.T, url string) *syncBuffer {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
@@ -301,5 +301,8 @@ func openStream(t *testing.T, url string) *syncBuffer {
 	t.Cleanup(func() { res.Body.Close() })
 	stream := &syncBuffer{}
 	go io.Copy(stream, res.Body)
+	// The headers come before the snapshot is read; a write made before
+	// the first put could land in the snapshot instead of an event of its own.
+	stream.waitFor(t, "event: put\n")
 	return stream
 }
