@@ -16,7 +16,10 @@
 //	disconnect  room 0x00 session → an onDisconnect record (a room PATCH)
 //
 // Beside the file, path.wal holds the groups logged since the last batch
-// commit (redo.go, the wal package).
+// commit (redo.go, the wal package). Emptying the log writes a new epoch in
+// its header rather than truncating it, so later groups overwrite the file in
+// place, which syncs faster than an append that grows it; the file stays at
+// the largest size the log reached (about 16 MiB at most with the defaults).
 //
 // Names are [A-Za-z0-9_-], all above 0x02, so a room's log and its keys are
 // each one contiguous range, and a room's entries are

@@ -134,7 +134,7 @@ func TestCorruptLogRefusesToOpen(t *testing.T) {
 	if len(orig) < 64 {
 		t.Fatalf("the log holds %d bytes: nothing logged", len(orig))
 	}
-	const at = 20 // inside the first record's payload (header 8, frame header 8)
+	const at = 32 // inside the first record's payload (header 16, frame header 12)
 	flipped := append([]byte(nil), orig...)
 	flipped[at] ^= 0x40
 	if err := os.WriteFile(logPath, flipped, 0o600); err != nil {
@@ -142,8 +142,8 @@ func TestCorruptLogRefusesToOpen(t *testing.T) {
 	}
 	_, err = Open(path, store.Options{})
 	var ce *wal.CorruptError
-	if !errors.As(err, &ce) || ce.Offset != 8 || !strings.Contains(err.Error(), "offset 8") || !strings.Contains(err.Error(), logPath) {
-		t.Fatalf("Open with a flipped byte at %d: %v, want a corrupt-log error naming %s at offset 8", at, err, logPath)
+	if !errors.As(err, &ce) || ce.Offset != 16 || !strings.Contains(err.Error(), "offset 16") || !strings.Contains(err.Error(), logPath) {
+		t.Fatalf("Open with a flipped byte at %d: %v, want a corrupt-log error naming %s at offset 16", at, err, logPath)
 	}
 	if got, _ := os.ReadFile(logPath); string(got) != string(flipped) {
 		t.Fatal("the refused log was changed")

@@ -9,16 +9,25 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
 
-// crashEnv switches the test binary into crashChild, which TestCrash kills.
-const crashEnv = "SIGBASE_WAL_CRASH_CHILD"
+// crashEnv switches the test binary into crashChild, which TestCrash kills;
+// reuseEnv into reuseChild, which TestCrashReused kills.
+const (
+	crashEnv = "SIGBASE_WAL_CRASH_CHILD"
+	reuseEnv = "SIGBASE_WAL_REUSE_CHILD" // path,first group
+)
 
 func TestMain(m *testing.M) {
 	if path := os.Getenv(crashEnv); path != "" {
 		crashChild(path)
+		os.Exit(0)
+	}
+	if arg := os.Getenv(reuseEnv); arg != "" {
+		reuseChild(arg)
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
@@ -121,8 +130,16 @@ func TestCrash(t *testing.T) {
 
 func checkCrashLog(t *testing.T, recs [][]byte, acked map[uint64]bool, lastAcked uint64) {
 	t.Helper()
+	checkGroups(t, recs, acked, lastAcked, 1)
+}
+
+// checkGroups checks that recs are whole groups numbered on from first (the
+// last one may be cut short if it was not acknowledged) and hold every
+// acknowledged group.
+func checkGroups(t *testing.T, recs [][]byte, acked map[uint64]bool, lastAcked, first uint64) {
+	t.Helper()
 	seen := map[uint64]bool{}
-	var want uint64 = 1 // the group expected next
+	want := first // the group expected next
 	for i := 0; i < len(recs); {
 		seq := binary.LittleEndian.Uint64(recs[i])
 		if seq != want {
@@ -145,5 +162,133 @@ func checkCrashLog(t *testing.T, recs [][]byte, acked map[uint64]bool, lastAcked
 		if !seen[seq] {
 			t.Fatalf("acknowledged group %d is missing (last acknowledged %d, log ends at %d)", seq, lastAcked, want-1)
 		}
+	}
+}
+
+// reuseChild resets the log it opens, then appends groups numbered on from
+// first, with a Reset after every 40th: it prints "a N" once group N is
+// durable, "r N" before the Reset that follows group N and "R" after it.
+func reuseChild(arg string) {
+	var path string
+	var seq uint64
+	if _, err := fmt.Sscanf(arg, "%s %d", &path, &seq); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	l, _, err := Open(path, Options{Logger: quiet})
+	if err == nil {
+		err = l.Reset()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	fmt.Println("R")
+	seq--
+	deadline := time.Now().Add(2 * time.Second)
+	group := make([][]byte, 0, 8)
+	for n := 1; n < 20000 && time.Now().Before(deadline); n++ {
+		seq++
+		k := groupSize(seq)
+		group = group[:0]
+		for i := 0; i < k; i++ {
+			group = append(group, crashRecord(seq, i, k))
+		}
+		if err := l.Append(group...); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		fmt.Printf("a %d\n", seq)
+		if n%40 == 0 {
+			fmt.Printf("r %d\n", seq)
+			if err := l.Reset(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(2)
+			}
+			fmt.Println("R")
+		}
+	}
+}
+
+// TestCrashReused kills a writer that resets its log every 40 groups, so
+// that new frames overwrite old ones in place: after each crash the log
+// holds exactly the groups since the last Reset, every acknowledged one
+// whole, and nothing of the older epochs. A crash inside a Reset may leave
+// the groups before it or none.
+func TestCrashReused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("re-executes the test binary")
+	}
+	path := filepath.Join(t.TempDir(), "wal")
+	next := uint64(1)
+	resets := 0
+	for round := 0; round < 4; round++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d", reuseEnv, path, next))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		timer := time.AfterFunc(time.Duration(150+100*round)*time.Millisecond, func() { cmd.Process.Kill() })
+		// The epoch's groups: since the last completed Reset; during an
+		// unfinished one, also the groups of the epoch before it.
+		acked := map[uint64]bool{}
+		var lastAcked, epochFirst, prevFirst uint64
+		inReset, reset := false, false
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var n uint64
+			switch line := sc.Text(); {
+			case line == "R":
+				if !inReset && reset {
+					t.Fatalf("child said R twice")
+				}
+				inReset, reset = false, true
+				acked, epochFirst = map[uint64]bool{}, lastAcked+1
+				if lastAcked == 0 {
+					epochFirst = next
+				}
+				resets++
+			case strings.HasPrefix(line, "r "):
+				inReset, prevFirst = true, epochFirst
+			case strings.HasPrefix(line, "a "):
+				if _, err := fmt.Sscanf(line, "a %d", &n); err != nil {
+					t.Fatalf("child said %q", line)
+				}
+				acked[n], lastAcked = true, n
+			default:
+				t.Fatalf("child said %q", line)
+			}
+		}
+		cmd.Wait()
+		timer.Stop()
+		if stderr.Len() > 0 {
+			t.Fatalf("child: %s", stderr.Bytes())
+		}
+		if !reset || lastAcked == 0 {
+			t.Fatalf("round %d: the child acknowledged nothing", round)
+		}
+		l, recs, err := Open(path, Options{Logger: quiet})
+		if err != nil {
+			t.Fatalf("round %d: reopen: %v", round, err)
+		}
+		l.Close()
+		switch {
+		case inReset && len(recs) == 0: // the Reset got there
+		case inReset:
+			checkGroups(t, recs, acked, lastAcked, prevFirst)
+		default:
+			checkGroups(t, recs, acked, lastAcked, epochFirst)
+		}
+		t.Logf("round %d: %d records after the crash, last acknowledged group %d, in a reset: %v", round, len(recs), lastAcked, inReset)
+		next = lastAcked + 100
+	}
+	if resets < 8 {
+		t.Fatalf("only %d resets: the log was hardly reused", resets)
 	}
 }

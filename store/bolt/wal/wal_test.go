@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,16 +18,41 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// encode builds a log file from the format's description, independently of
-// Append.
+var tab = crc32.MakeTable(crc32.Castagnoli)
+
+// encode builds a log file of epoch 1 (a new log's) from the format's
+// description, independently of Append.
 func encode(payloads ...[]byte) []byte {
+	return encodeEpoch(1, payloads...)
+}
+
+func encodeEpoch(epoch uint32, payloads ...[]byte) []byte {
+	out := []byte("SGWAL\x00\x00\x02")
+	out = binary.LittleEndian.AppendUint32(out, epoch)
+	out = binary.LittleEndian.AppendUint32(out, crc32.Checksum(out, tab))
+	return append(out, frames(epoch, payloads...)...)
+}
+
+func frames(epoch uint32, payloads ...[]byte) []byte {
+	var out []byte
+	for _, p := range payloads {
+		var h [12]byte
+		binary.LittleEndian.PutUint32(h[:4], uint32(len(p)))
+		binary.LittleEndian.PutUint32(h[4:8], epoch)
+		binary.LittleEndian.PutUint32(h[8:], crc32.Checksum(append(h[:8:8], p...), tab))
+		out = append(out, h[:]...)
+		out = append(out, p...)
+	}
+	return out
+}
+
+// encodeV1 builds a version 1 log file.
+func encodeV1(payloads ...[]byte) []byte {
 	out := []byte("SGWAL\x00\x00\x01")
-	tab := crc32.MakeTable(crc32.Castagnoli)
 	for _, p := range payloads {
 		var h [8]byte
 		binary.LittleEndian.PutUint32(h[:4], uint32(len(p)))
-		crc := crc32.Checksum(append(h[:4:4], p...), tab)
-		binary.LittleEndian.PutUint32(h[4:], crc)
+		binary.LittleEndian.PutUint32(h[4:], crc32.Checksum(append(h[:4:4], p...), tab))
 		out = append(out, h[:]...)
 		out = append(out, p...)
 	}
@@ -108,8 +134,9 @@ func TestRoundTrip(t *testing.T) {
 	if err := l.Reset(); err != nil {
 		t.Fatal(err)
 	}
-	if l.Size() != 8 || fileSize(t, path) != 8 {
-		t.Fatalf("after Reset: Size %d, file %d, want 8", l.Size(), fileSize(t, path))
+	// The file is kept for reuse; its old frames are of epoch 1.
+	if l.Size() != headerSize || fileSize(t, path) != int64(len(raw)) {
+		t.Fatalf("after Reset: Size %d, file %d, want %d and %d", l.Size(), fileSize(t, path), headerSize, len(raw))
 	}
 	l.Close()
 
@@ -119,8 +146,143 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Close()
+	raw2, _ := os.ReadFile(path)
+	if want := encodeEpoch(2, bs("g", "h")...); !bytes.Equal(raw2[:len(want)], want) || len(raw2) != len(raw) {
+		t.Fatal("after Reset the frames did not overwrite the old ones in place with epoch 2")
+	}
 	_, recs = open(t, path, Options{})
 	equal(t, recs, bs("g", "h"))
+}
+
+// TestReuse: after Reset, new frames overwrite old ones; what is left of the
+// old ones is never read back, a torn overwrite is dropped, and damage to a
+// new frame that is not the last is refused.
+func TestReuse(t *testing.T) {
+	old := bs(strings.Repeat("o", 40), strings.Repeat("p", 300), "q", strings.Repeat("r", 77))
+	path := filepath.Join(t.TempDir(), "wal")
+	l, _ := open(t, path, Options{})
+	if err := l.Append(old...); err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 3; round++ {
+		if err := l.Reset(); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Append(old...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	newer := bs("n1", "n2")
+	if err := l.Append(newer...); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	raw, _ := os.ReadFile(path)
+	if len(raw) != len(encode(old...)) {
+		t.Fatalf("file is %d bytes, want the first epoch's %d", len(raw), len(encode(old...)))
+	}
+	l, recs := open(t, path, Options{})
+	equal(t, recs, newer)
+	l.Close()
+
+	// A torn third frame: its header and part of its payload over old bytes.
+	end := len(encodeEpoch(5, newer...))
+	torn := frames(5, []byte(strings.Repeat("t", 100)))
+	for _, cut := range []int{12, 13, 60, len(torn) - 1} {
+		buf := slices.Clone(raw)
+		copy(buf[end:], torn[:cut])
+		if err := os.WriteFile(path, buf, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var logged bytes.Buffer
+		l, recs := open(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+		equal(t, recs, newer)
+		if w := fmt.Sprintf("offset=%d", end); !strings.Contains(logged.String(), w) {
+			t.Fatalf("cut %d: warning %q does not say %q", cut, logged.String(), w)
+		}
+		if err := l.Append([]byte("after")); err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+		_, recs = open(t, path, Options{})
+		equal(t, recs, append(slices.Clone(newer), []byte("after")))
+	}
+
+	// A flipped epoch or payload byte in the first new frame: the second is
+	// still there, so that is damage, not the end.
+	for _, at := range []int{headerSize + 5, headerSize + 12} {
+		buf := slices.Clone(raw)
+		buf[at] ^= 0x10
+		if err := os.WriteFile(path, buf, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := Open(path, Options{Logger: quiet}); !isCorrupt(err, headerSize) {
+			t.Fatalf("byte %d flipped: %v, want CorruptError at %d", at, err, headerSize)
+		}
+	}
+}
+
+// TestEpochWrap: a Reset past the last epoch truncates the file and starts
+// again at 1, so no old frame can carry the new epoch.
+func TestEpochWrap(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "wal")
+	if err := os.WriteFile(path, encodeEpoch(math.MaxUint32, bs("x", "y")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, recs := open(t, path, Options{})
+	equal(t, recs, bs("x", "y"))
+	if err := l.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if fileSize(t, path) != headerSize || l.epoch != 1 {
+		t.Fatalf("after the last epoch: file %d bytes, epoch %d; want %d and 1", fileSize(t, path), l.epoch, headerSize)
+	}
+	if err := l.Append([]byte("z")); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	_, recs = open(t, path, Options{})
+	equal(t, recs, bs("z"))
+}
+
+// TestVersion1: a log from before reuse is replayed, refuses appends until
+// Reset, and Reset makes it version 2.
+func TestVersion1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "wal")
+	v1 := encodeV1(bs("old", "older")...)
+	if err := os.WriteFile(path, append(v1, 0, 0, 0), 0o600); err != nil { // a zero tail, torn by v1's rules
+		t.Fatal(err)
+	}
+	l, recs := open(t, path, Options{})
+	equal(t, recs, bs("old", "older"))
+	if fileSize(t, path) != int64(len(v1)) {
+		t.Fatal("the version 1 torn tail was not truncated")
+	}
+	if err := l.Append([]byte("x")); !errors.Is(err, ErrNeedsReset) {
+		t.Fatalf("Append on a version 1 log: %v, want ErrNeedsReset", err)
+	}
+	if err := l.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append([]byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	raw, _ := os.ReadFile(path)
+	if !bytes.Equal(raw, encode([]byte("new"))) {
+		t.Fatalf("after Reset the file is %x, want version 2 with one record", raw)
+	}
+	bad := encodeV1(bs("a", "b")...)
+	bad[len(encodeV1([]byte("a")))-1] ^= 1
+	if err := os.WriteFile(path, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Open(path, Options{Logger: quiet}); !isCorrupt(err, 8) {
+		t.Fatalf("a flipped byte in a version 1 log: %v, want CorruptError at 8", err)
+	}
 }
 
 // TestTornTail cuts the file at every offset inside the last frame.
@@ -138,10 +300,8 @@ func TestTornTail(t *testing.T) {
 		var logged bytes.Buffer
 		l, recs := open(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 		equal(t, recs, first)
-		if got := fileSize(t, path); got != int64(good) {
-			t.Fatalf("cut %d: file is %d bytes, want %d", cut, got, good)
-		}
-		if w := fmt.Sprintf("offset=%d bytes=%d", good, cut-good); !strings.Contains(logged.String(), w) {
+		// A cut inside the frame header leaves nothing of the epoch to warn of.
+		if w := fmt.Sprintf("offset=%d", good); cut-good >= frameHeaderSize && !strings.Contains(logged.String(), w) {
 			t.Fatalf("cut %d: warning %q does not say %q", cut, logged.String(), w)
 		}
 		if err := l.Append(bs("new", "newer")...); err != nil {
@@ -161,10 +321,10 @@ func TestZeroTail(t *testing.T) {
 		if err := os.WriteFile(path, append(slices.Clone(raw), make([]byte, zeros)...), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, got := open(t, path, Options{})
+		l, got := open(t, path, Options{})
 		equal(t, got, recs)
-		if fileSize(t, path) != int64(len(raw)) {
-			t.Fatalf("%d zeros: file not truncated to %d", zeros, len(raw))
+		if l.Size() != int64(len(raw)) {
+			t.Fatalf("%d zeros: the log ends at %d, want %d", zeros, l.Size(), len(raw))
 		}
 	}
 }
@@ -204,13 +364,12 @@ func isCorrupt(err error, off int64) bool {
 // TestFlippedByte flips bits of every byte of a small log (each single bit,
 // and all eight).
 // The rule (package doc): corruption at the frame's start (0 for the file
-// header), except a length that makes the last frame run past the end of
-// the file, which reads as a torn tail.
+// header), except in the last frame, which reads as a torn tail.
 func TestFlippedByte(t *testing.T) {
 	recs := bs("a", "bcdef", "ghi")
 	raw := encode(recs...)
 	var starts []int
-	for off := 8; off < len(raw); off += 8 + int(binary.LittleEndian.Uint32(raw[off:])) {
+	for off := headerSize; off < len(raw); off += frameHeaderSize + int(binary.LittleEndian.Uint32(raw[off:])) {
 		starts = append(starts, off)
 	}
 	dir := t.TempDir()
@@ -230,26 +389,17 @@ func TestFlippedByte(t *testing.T) {
 			if err := os.WriteFile(path, buf, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			// Expected: torn only for the last frame's length pointing past EOF.
-			expectTorn := false
-			if frame >= 0 && i < int(start)+4 {
-				n := int64(binary.LittleEndian.Uint32(buf[start:]))
-				// A middle frame's length running past EOF must stay an
-				// error, as everything else does.
-				expectTorn = n != 0 && n <= MaxPayload &&
-					start+8+n > int64(len(buf)) && frame == len(starts)-1
-			}
 			l, got, err := Open(path, Options{Logger: quiet})
-			if expectTorn {
+			if frame == len(starts)-1 {
 				torn++
 				if err != nil {
 					t.Fatalf("byte %d ^ %#x: %v, want a torn tail", i, x, err)
 				}
+				if l.Size() != start {
+					t.Fatalf("byte %d ^ %#x: the log ends at %d, want %d", i, x, l.Size(), start)
+				}
 				l.Close()
 				equal(t, got, recs[:frame])
-				if fileSize(t, path) != start {
-					t.Fatalf("byte %d ^ %#x: not truncated to %d", i, x, start)
-				}
 				continue
 			}
 			if err == nil {
@@ -268,7 +418,7 @@ func TestFlippedByte(t *testing.T) {
 		}
 	}
 	if torn == 0 {
-		t.Fatal("no flip exercised the torn-length case")
+		t.Fatal("no flip exercised the last frame")
 	}
 }
 
@@ -293,7 +443,7 @@ func TestMiddleLengthPastEOF(t *testing.T) {
 
 func TestErrFull(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "wal")
-	const max = 8 + 2*(8+10)
+	const max = headerSize + 2*(frameHeaderSize+10)
 	l, _ := open(t, path, Options{MaxBytes: max})
 	p := bytes.Repeat([]byte("p"), 10)
 	if err := l.Append(p); err != nil {
@@ -371,6 +521,8 @@ func TestClosed(t *testing.T) {
 	}
 }
 
+// BenchmarkAppend32 appends groups of 32 records of 300 bytes, with a Reset
+// at every MiB of log, as the engine's checkpoints do.
 func BenchmarkAppend32(b *testing.B) {
 	l, _ := open(b, filepath.Join(b.TempDir(), "wal"), Options{})
 	group := make([][]byte, 32)
@@ -380,13 +532,12 @@ func BenchmarkAppend32(b *testing.B) {
 	b.SetBytes(32 * 300)
 	b.ReportAllocs()
 	for b.Loop() {
-		err := l.Append(group...)
-		if errors.Is(err, ErrFull) { // what the engine does: checkpoint, Reset
-			if err = l.Reset(); err == nil {
-				err = l.Append(group...)
+		if l.Size() > 1<<20 {
+			if err := l.Reset(); err != nil {
+				b.Fatal(err)
 			}
 		}
-		if err != nil {
+		if err := l.Append(group...); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -404,6 +555,10 @@ func FuzzOpen(f *testing.F) {
 	flipped := slices.Clone(full)
 	flipped[len(encode(bs("abc")...))+1] ^= 0x40
 	f.Add(flipped)
+	f.Add(encodeV1(bs("a", "bc")...))
+	reused := slices.Clone(full)
+	copy(reused, encodeEpoch(2, bs("xy")...))
+	f.Add(reused)
 	dir := f.TempDir()
 	n := 0
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -421,23 +576,29 @@ func FuzzOpen(f *testing.F) {
 			}
 			return
 		}
+		size := l.Size()
 		l.Close()
-		enc := encode(recs...)
+		// The records re-encode, in the file's epoch, to the file's
+		// first Size bytes.
 		after, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(after, enc) {
-			t.Fatalf("file left holding %x, records encode to %x", after, enc)
-		}
-		if len(data) < len(enc) {
-			if len(recs) != 0 {
-				t.Fatalf("records from a file shorter than the header")
+		if bytes.HasPrefix(data, []byte("SGWAL\x00\x00\x01")) {
+			if enc := encodeV1(recs...); !bytes.Equal(after, enc) {
+				t.Fatalf("version 1: file left holding %x, records encode to %x", after, enc)
 			}
 			return
 		}
-		if !bytes.HasPrefix(data, enc) {
-			t.Fatalf("records re-encode to %x, not a prefix of %x", enc, data)
+		if len(data) < headerSize {
+			if len(recs) != 0 || !bytes.Equal(after, encode()) {
+				t.Fatalf("a file shorter than the header gave %d records and became %x", len(recs), after)
+			}
+			return
+		}
+		enc := encodeEpoch(binary.LittleEndian.Uint32(data[8:]), recs...)
+		if int64(len(enc)) != size || !bytes.HasPrefix(data, enc) || !bytes.HasPrefix(after, enc) {
+			t.Fatalf("records re-encode to %x (Size %d), not a prefix of %x", enc, size, data)
 		}
 	})
 }
