@@ -36,9 +36,10 @@ type engine struct {
 	stopSweeper context.CancelFunc
 	sweeperDone chan struct{}
 
-	rev     atomic.Uint64 // last committed revision
-	rooms   atomic.Int64  // rooms stored
-	expired atomic.Uint64 // rooms deleted by the TTL sweep since Open
+	rev       atomic.Uint64 // last committed revision
+	published atomic.Uint64 // last revision handed to the hub: behind rev while groups wait in committed
+	rooms     atomic.Int64  // rooms stored
+	expired   atomic.Uint64 // rooms deleted by the TTL sweep since Open
 
 	// The batch (writer.go). mu is held while the writer applies and logs
 	// a group, commits the batch, and by readers of the batch.

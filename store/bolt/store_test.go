@@ -64,7 +64,10 @@ func openPath(t testing.TB, path string, opts store.Options) *testStore {
 			user(ops, elapsed, err) // first, so waitPublished also waits for it
 		}
 		if e := ep.Load(); e != nil {
-			tr.set(e.Stats().Revision)
+			// Not Stats().Revision: the writer runs ahead of the publisher
+			// (committed is buffered), so that revision may be of a group
+			// still waiting to be published.
+			tr.set(e.published.Load())
 		}
 	}
 	// Open, keeping the engine for tests that look inside it.
@@ -118,6 +121,69 @@ func (s *testStore) waitPublished(t testing.TB, rev uint64) {
 
 // sync waits until everything committed so far reached the watchers.
 func (s *testStore) sync(t testing.TB) { t.Helper(); s.waitPublished(t, s.Stats().Revision) }
+
+// TestWaitPublishedLagsTheWriter: the writer acknowledges and commits the
+// next group while the publisher is still on the last one, so the tracker
+// must not count a revision as published before its group reached the hub.
+// (It once took Stats().Revision, so sync could return, and a test stop
+// reading its watchers, with the last writes still queued for the
+// publisher: TestWatchConcurrent's rare "watcher ... ends at" failure.)
+func TestWaitPublishedLagsTheWriter(t *testing.T) {
+	t.Parallel()
+	entered, release, quit := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var hold atomic.Bool
+	hold.Store(true)
+	s := openStore(t, store.Options{OnCommit: func(int, time.Duration, error) {
+		if !hold.Load() {
+			return
+		}
+		select {
+		case entered <- struct{}{}:
+			select {
+			case <-release:
+			case <-quit:
+			}
+		case <-quit:
+		}
+	}})
+	t.Cleanup(func() { close(quit) }) // before Close: the publisher must not hold
+	w := s.watch(t, "r", 0, false)
+	drain(t, w)
+
+	type put struct {
+		res store.Result
+		err error
+	}
+	first := make(chan put, 1)
+	go func() {
+		res, err := s.Put(t.Context(), loc(t, "r/a"), []byte("1"), store.Cond{})
+		first <- put{res, err}
+	}()
+	<-entered // the publisher handed group 1 to the hub and holds in its OnCommit
+	p := <-first
+	if p.err != nil {
+		t.Fatalf("put r/a: %v", p.err)
+	}
+	one := p.res
+	two := s.put(t, "r/b", "2") // acknowledged: Stats().Revision is its
+	if got := s.Stats().Revision; got != two.Rev {
+		t.Fatalf("Stats().Revision = %d, want %d", got, two.Rev)
+	}
+	release <- struct{}{} // group 1's OnCommit ends: the tracker learns what is published
+	<-entered             // group 2 is published; its OnCommit holds before the tracker hears of it
+	s.pub.mu.Lock()
+	got := s.pub.rev
+	s.pub.mu.Unlock()
+	if got != one.Rev {
+		t.Errorf("after group 1's OnCommit, the tracker says %d is published, want %d (group 2, revision %d, was still queued)", got, one.Rev, two.Rev)
+	}
+	hold.Store(false)
+	release <- struct{}{}
+	s.waitPublished(t, two.Rev)
+	if evs := drain(t, w); len(evs) != 2 {
+		t.Errorf("after waitPublished(%d): %v, want the two puts", two.Rev, evs)
+	}
+}
 
 func mustPath(t testing.TB, room, key, child string) store.Path {
 	t.Helper()

@@ -353,6 +353,9 @@ func (s *engine) publish() {
 	defer close(s.publisherDone)
 	for g := range s.committed {
 		s.hub.Publish(g.changes)
+		if n := len(g.changes); n > 0 {
+			s.published.Store(g.changes[n-1].Rev())
+		}
 		if s.opts.OnCommit != nil {
 			s.opts.OnCommit(g.ops, g.elapsed, g.err)
 		}
