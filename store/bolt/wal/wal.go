@@ -13,9 +13,13 @@
 // and each frame:
 //
 //	uint32 LE length n (1 ≤ n ≤ MaxPayload)
-//	uint32 LE epoch, the header's when the frame was written
+//	uint32 LE the header's epoch when the frame was written, XOR 0x9e3779b9
 //	uint32 LE CRC-32C of the 8 bytes before it followed by the payload
 //	n bytes of payload
+//
+// The XOR keeps a frame's epoch field from looking like the small integers
+// that records are full of, so that the search for a valid frame after a
+// damaged one (below) does not find one in old payload bytes by chance.
 //
 // The checksum covers the length and the epoch, so a damaged length in a
 // complete frame fails that frame's checksum instead of misframing what
@@ -72,6 +76,10 @@
 // is changed. A file shorter than the header that holds a prefix of it (or
 // zeros) is a creation that was cut off and is rewritten.
 //
+// Reset rewrites the 16-byte header in place: it relies on a write that
+// small, within one sector, being all or nothing, as the disks this runs on
+// make it. A header that fails its checksum is refused like other damage.
+//
 // One case cannot be told apart: damage to the last frame reads as a torn
 // tail, so that one record is dropped (with the warning) even if it had been
 // acknowledged. And a crash that tears a multi-record Append so that a
@@ -110,6 +118,9 @@ const (
 
 	v1HeaderSize      = 8
 	v1FrameHeaderSize = 8
+
+	// frameSalt is XORed into the epoch a frame carries (package doc).
+	frameSalt = 0x9e3779b9
 )
 
 var (
@@ -261,7 +272,7 @@ func header(epoch uint32) []byte {
 func scan(data []byte, epoch uint32) (recs [][]byte, end int64, torn bool, reason string) {
 	off := headerSize
 	for {
-		if len(data)-off < frameHeaderSize || binary.LittleEndian.Uint32(data[off+4:]) != epoch {
+		if len(data)-off < frameHeaderSize || binary.LittleEndian.Uint32(data[off+4:]) != epoch^frameSalt {
 			if p := findFrame(data, off+1, epoch); p >= 0 {
 				return recs, int64(off), false, fmt.Sprintf("not a record of this epoch, but a valid record of it starts at %d", p)
 			}
@@ -284,7 +295,7 @@ func scan(data []byte, epoch uint32) (recs [][]byte, end int64, torn bool, reaso
 // of epoch with a valid checksum starts, or -1.
 func findFrame(data []byte, from int, epoch uint32) int {
 	for p := from; p+frameHeaderSize < len(data); p++ {
-		if binary.LittleEndian.Uint32(data[p+4:]) != epoch {
+		if binary.LittleEndian.Uint32(data[p+4:]) != epoch^frameSalt {
 			continue
 		}
 		n := int(binary.LittleEndian.Uint32(data[p:]))
@@ -383,7 +394,7 @@ func (l *Log) Append(payloads ...[]byte) error {
 		// through crc32 and cost an allocation per record.
 		h := len(buf)
 		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(p)))
-		buf = binary.LittleEndian.AppendUint32(buf, l.epoch)
+		buf = binary.LittleEndian.AppendUint32(buf, l.epoch^frameSalt)
 		c := crc32.Update(0, castagnoli, buf[h:h+8])
 		buf = binary.LittleEndian.AppendUint32(buf, crc32.Update(c, castagnoli, p))
 		buf = append(buf, p...)
@@ -417,7 +428,11 @@ func (l *Log) Reset() error {
 		}
 		return l.err
 	}
-	if _, err := l.f.WriteAt(header(l.epoch+1), 0); err != nil {
+	next := l.epoch + 1
+	if next == frameSalt {
+		next++ // its frames would carry a zero epoch field, like zeroed bytes
+	}
+	if _, err := l.f.WriteAt(header(next), 0); err != nil {
 		l.err = fmt.Errorf("wal: write %s: %w", l.path, err)
 		return l.err
 	}
@@ -425,8 +440,7 @@ func (l *Log) Reset() error {
 		l.err = fmt.Errorf("wal: sync %s: %w", l.path, err)
 		return l.err
 	}
-	l.epoch++
-	l.size = headerSize
+	l.epoch, l.size = next, headerSize
 	return nil
 }
 

@@ -38,7 +38,7 @@ func frames(epoch uint32, payloads ...[]byte) []byte {
 	for _, p := range payloads {
 		var h [12]byte
 		binary.LittleEndian.PutUint32(h[:4], uint32(len(p)))
-		binary.LittleEndian.PutUint32(h[4:8], epoch)
+		binary.LittleEndian.PutUint32(h[4:8], epoch^0x9e3779b9)
 		binary.LittleEndian.PutUint32(h[8:], crc32.Checksum(append(h[:8:8], p...), tab))
 		out = append(out, h[:]...)
 		out = append(out, p...)
@@ -246,6 +246,15 @@ func TestEpochWrap(t *testing.T) {
 	l.Close()
 	_, recs = open(t, path, Options{})
 	equal(t, recs, bs("z"))
+
+	// The epoch whose frames would carry a zero epoch field is skipped.
+	if err := os.WriteFile(path, encodeEpoch(frameSalt-1, bs("x")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, _ = open(t, path, Options{})
+	if err := l.Reset(); err != nil || l.epoch != frameSalt+1 {
+		t.Fatalf("Reset from epoch %#x: epoch %#x, %v; want %#x", frameSalt-1, l.epoch, err, frameSalt+1)
+	}
 }
 
 // TestVersion1: a log from before reuse is replayed, refuses appends until
