@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +32,24 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// startChild runs the test binary as a child with env added, and returns
+// it with its stdout and the buffer its stderr goes to.
+func startChild(t *testing.T, env string) (*exec.Cmd, io.Reader, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env)
+	stderr := &bytes.Buffer{}
+	cmd.Stderr = stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, out, stderr
 }
 
 // crashRecord is record i of the group numbered seq (of k records).
@@ -60,19 +79,23 @@ func crashChild(path string) {
 		seq = binary.LittleEndian.Uint64(recs[len(recs)-1])
 	}
 	deadline := time.Now().Add(2 * time.Second)
-	group := make([][]byte, 0, 8)
 	for n := 0; n < 20000 && time.Now().Before(deadline); n++ {
 		seq++
-		k := groupSize(seq)
-		group = group[:0]
-		for i := 0; i < k; i++ {
-			group = append(group, crashRecord(seq, i, k))
-		}
-		if err := l.Append(group...); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
-		}
+		appendGroup(l, seq)
 		fmt.Fprintf(os.Stdout, "%d\n", seq)
+	}
+}
+
+// appendGroup appends group seq, or ends the child process.
+func appendGroup(l *Log, seq uint64) {
+	k := groupSize(seq)
+	group := make([][]byte, 0, k)
+	for i := 0; i < k; i++ {
+		group = append(group, crashRecord(seq, i, k))
+	}
+	if err := l.Append(group...); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
 	}
 }
 
@@ -86,17 +109,7 @@ func TestCrash(t *testing.T) {
 	acked := map[uint64]bool{}
 	var lastAcked uint64
 	for round := 0; round < 3; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), crashEnv+"="+path)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, out, stderr := startChild(t, crashEnv+"="+path)
 		timer := time.AfterFunc(300*time.Millisecond, func() { cmd.Process.Kill() })
 		sc := bufio.NewScanner(out)
 		n := 0
@@ -109,7 +122,7 @@ func TestCrash(t *testing.T) {
 			lastAcked = max(lastAcked, seq)
 			n++
 		}
-		err = cmd.Wait()
+		err := cmd.Wait()
 		timer.Stop()
 		if stderr.Len() > 0 {
 			t.Fatalf("child: %s", stderr.Bytes())
@@ -186,18 +199,9 @@ func reuseChild(arg string) {
 	fmt.Println("R")
 	seq--
 	deadline := time.Now().Add(2 * time.Second)
-	group := make([][]byte, 0, 8)
 	for n := 1; n < 20000 && time.Now().Before(deadline); n++ {
 		seq++
-		k := groupSize(seq)
-		group = group[:0]
-		for i := 0; i < k; i++ {
-			group = append(group, crashRecord(seq, i, k))
-		}
-		if err := l.Append(group...); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
-		}
+		appendGroup(l, seq)
 		fmt.Printf("a %d\n", seq)
 		if n%40 == 0 {
 			fmt.Printf("r %d\n", seq)
@@ -223,17 +227,7 @@ func TestCrashReused(t *testing.T) {
 	next := uint64(1)
 	resets := 0
 	for round := 0; round < 4; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d", reuseEnv, path, next))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, out, stderr := startChild(t, fmt.Sprintf("%s=%s %d", reuseEnv, path, next))
 		timer := time.AfterFunc(time.Duration(150+100*round)*time.Millisecond, func() { cmd.Process.Kill() })
 		// The epoch's groups: since the last completed Reset; during an
 		// unfinished one, also the groups of the epoch before it.
