@@ -134,7 +134,7 @@ func newModelRun(t *testing.T, h Harness, cfg modelConfig) *modelRun {
 		prevETag: map[store.Path]uint64{},
 		counts:   map[string]int{},
 	}
-	m.base = m.s.Stats().Revision
+	m.base = m.stats()
 	m.rev = m.base
 	for _, r := range append(slices.Clone(modelRooms), "ghost") { // ghost: watched, never written
 		m.locs = append(m.locs, store.Path{Room: r})
@@ -153,7 +153,7 @@ func newModelRun(t *testing.T, h Harness, cfg modelConfig) *modelRun {
 		}
 		t.Cleanup(sw.Close)
 		w := &modelWatcher{at: Loc(t, at), w: sw, lastRev: m.base}
-		evs := Drain(t, w.w)
+		evs := m.events(Drain(t, w.w))
 		if len(evs) != 1 || evs[0].Path != "/" || evs[0].Patch || evs[0].Rev != m.base || string(evs[0].Data) != "null" {
 			t.Fatalf("watcher of %s: first events %v, want a snapshot %d:put / null", at, evs, m.base)
 		}
@@ -202,20 +202,20 @@ func (m *modelRun) step(i int) {
 	t := m.t
 	op := m.genOp()
 	condAt := op.at
-	cur, err := m.s.Get(condAt)
+	cur, err := m.get(condAt)
 	if err != nil {
 		t.Fatalf("op %d: Get(%s): %v", i, condAt, err)
 	}
 	var cond store.Cond
 	switch op.cond {
 	case "right":
-		cond = store.Cond{Set: true, Rev: cur.Rev}
+		cond = store.Cond{Set: true, Rev: m.exact(cur.Rev)}
 	case "absent":
 		cond = store.Cond{Set: true}
 	case "wrong":
-		cond = store.Cond{Set: true, Rev: cur.Rev + 1 + m.rng.Uint64N(5)}
+		cond = store.Cond{Set: true, Rev: m.exact(cur.Rev + 1 + m.rng.Uint64N(5))}
 		if cur.Rev > 0 && m.rng.IntN(2) == 0 {
-			cond.Rev = m.rng.Uint64N(cur.Rev)
+			cond.Rev = m.exact(m.rng.Uint64N(cur.Rev))
 		}
 	}
 	modelCur := model.GetAt(m.rooms[condAt.Room], model.Segments(condAt.Key, condAt.Child))
@@ -233,6 +233,7 @@ func (m *modelRun) step(i int) {
 	case "patch":
 		res, err = m.s.Patch(ctx, op.at, op.body, cond)
 	}
+	res.Rev, res.ETag = m.mrev(res.Rev), m.mrev(res.ETag)
 	switch {
 	case op.wantErr != nil:
 		m.counts["refused"]++
@@ -247,7 +248,7 @@ func (m *modelRun) step(i int) {
 		if !errors.As(err, &ce) {
 			t.Fatalf("op %d %v: err %v, want a *ConditionError", i, op, err)
 		}
-		if want := model.RenderAt(condAt.Depth(), modelCur); !reflect.DeepEqual(Decode(t, ce.Value), want) || ce.Rev != cur.Rev {
+		if want := model.RenderAt(condAt.Depth(), modelCur); !reflect.DeepEqual(Decode(t, ce.Value), want) || m.mrev(ce.Rev) != cur.Rev {
 			t.Errorf("op %d %v: ConditionError{%s, %d}, want {%s, %d}", i, op, ce.Value, ce.Rev, model.MustJSON(want), cur.Rev)
 		}
 		m.checkUnchanged(i, op)
@@ -320,11 +321,11 @@ func (m *modelRun) step(i int) {
 	}
 
 	// ETag of the written location (the key, for a push).
-	target, _ := m.s.Get(op.at)
+	target, _ := m.get(op.at)
 	if res.ETag != target.Rev || (res.ETag == 0) != (model.GetAt(m.rooms[room], model.Segments(op.at.Key, op.at.Child)) == nil) || res.ETag != 0 && res.ETag != res.Rev {
 		t.Errorf("op %d %v: ETag %d, location rev %d (value %s)", i, op, res.ETag, target.Rev, target.Data)
 	}
-	if got := m.s.Stats().Revision; got != m.rev {
+	if got := m.stats(); got != m.rev {
 		t.Errorf("op %d: Stats().Revision %d, want %d", i, got, m.rev)
 	}
 	m.checkAll(i, op)
@@ -343,7 +344,7 @@ func (m *modelRun) checkAll(i int, op modelOp) {
 	t := m.t
 	etags := map[store.Path]uint64{}
 	for _, p := range m.locs {
-		v, err := m.s.Get(p)
+		v, err := m.get(p)
 		if err != nil {
 			t.Fatalf("op %d: Get(%s): %v", i, p, err)
 		}
@@ -399,11 +400,11 @@ func (m *modelRun) checkAll(i int, op modelOp) {
 // checkUnchanged: a refused write changed nothing.
 func (m *modelRun) checkUnchanged(i int, op modelOp) {
 	t := m.t
-	if got := m.s.Stats().Revision; got != m.rev {
+	if got := m.stats(); got != m.rev {
 		t.Fatalf("op %d %v refused, but the revision moved %d -> %d", i, op, m.rev, got)
 	}
 	for _, p := range m.locs {
-		v, _ := m.s.Get(p)
+		v, _ := m.get(p)
 		if !reflect.DeepEqual(Decode(t, v.Data), m.prevVal[p]) || v.Rev != m.prevETag[p] {
 			t.Fatalf("op %d %v refused, but %s is %s rev %d, was %s rev %d", i, op, p, v.Data, v.Rev, model.MustJSON(m.prevVal[p]), m.prevETag[p])
 		}
@@ -541,10 +542,40 @@ func (m *modelRun) resumeAll(rs []resume) {
 	wg.Wait()
 }
 
+// The model counts one revision a write; an engine's revisions are read
+// and given through these (Harness.RevisionScale).
+
+// mrev is the model's revision for an engine's.
+func (m *modelRun) mrev(rev uint64) uint64 { return rev / m.scale() }
+
+// exact is the engine's revision of a write at model revision k.
+func (m *modelRun) exact(k uint64) uint64 { return k * m.scale() }
+
+// after is the engine's last revision at model revision k: a resume after
+// it replays from k's successor.
+func (m *modelRun) after(k uint64) uint64 { return k*m.scale() + m.scale() - 1 }
+
+func (m *modelRun) scale() uint64 { return max(1, m.h.RevisionScale) }
+
+func (m *modelRun) get(p store.Path) (store.Value, error) {
+	v, err := m.s.Get(p)
+	v.Rev = m.mrev(v.Rev)
+	return v, err
+}
+
+func (m *modelRun) stats() uint64 { return m.mrev(m.s.Stats().Revision) }
+
+func (m *modelRun) events(evs []store.Event) []store.Event {
+	for i := range evs {
+		evs[i].Rev = m.mrev(evs[i].Rev)
+	}
+	return evs
+}
+
 // resume opens a watcher resuming after r.k and reads its first events:
 // the replay, or a snapshot.
 func (m *modelRun) resume(r *resume) {
-	w, err := m.s.Watch(r.p, r.k, true)
+	w, err := m.s.Watch(r.p, m.after(r.k), true)
 	if err != nil {
 		r.err = fmt.Errorf("Watch(%s, %d): %w", r.p, r.k, err)
 		return
@@ -558,7 +589,7 @@ func (m *modelRun) resume(r *resume) {
 				r.err = fmt.Errorf("resume %s after %d: Next: %w", r.p, r.k, err)
 				return
 			}
-			r.evs = append(r.evs, evs...)
+			r.evs = append(r.evs, m.events(evs)...)
 		default:
 			r.replayed = w.Replayed()
 			return
@@ -569,7 +600,7 @@ func (m *modelRun) resume(r *resume) {
 // drainWatcher applies the events a model watcher has ready to its copy.
 func (m *modelRun) drainWatcher(w *modelWatcher) {
 	t := m.t
-	for _, ev := range Drain(t, w.w) {
+	for _, ev := range m.events(Drain(t, w.w)) {
 		if ev.Rev <= w.lastRev {
 			t.Fatalf("watcher of %s: rev %d after %d", w.at, ev.Rev, w.lastRev)
 		}

@@ -72,6 +72,14 @@ type Harness struct {
 	// while it runs. When false the runs are parallel subtests.
 	Serial bool
 
+	// RevisionScale, if above 1: the engine's revisions step by it. The
+	// model, writing one write at a time, counts the engine's revision r as
+	// r / RevisionScale, gives a write's revision as k × RevisionScale (an
+	// If-Match), and resumes after k from k × RevisionScale + RevisionScale
+	// − 1 (etcd: a write's revision is its etcd revision × 1000 + its slot
+	// in its transaction, and a read's is its etcd revision × 1000).
+	RevisionScale uint64
+
 	// Ops, if positive, is the number of writes of each run instead of 500.
 	Ops int
 
