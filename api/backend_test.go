@@ -29,7 +29,9 @@ import (
 // tests that use a store therefore run one at a time (parallel(t) does
 // nothing), and a test names revisions relative to the one etcd was at when
 // its store opened: ts.rev(n) is the revision of the test's n-th write,
-// which is n under bbolt, whose first write is revision 1.
+// which is n under bbolt, whose first write is revision 1, and base + n ×
+// etcd.SlotsPerRev under etcd, where a write alone in its etcd transaction
+// has slot 0.
 var testBackend = os.Getenv("SIGBASE_TEST_BACKEND")
 
 // testEtcd is the etcd member of this run; nil under bbolt.
@@ -86,7 +88,12 @@ func openTestStore(tb testing.TB, opts store.Options) (*store.Store, uint64) {
 
 // rev is the revision of the test's n-th write (counted from the store's
 // opening, over all rooms, as long as only this test writes).
-func (ts *testServer) rev(n uint64) uint64 { return ts.base + n }
+func (ts *testServer) rev(n uint64) uint64 {
+	if testEtcd == nil {
+		return n
+	}
+	return ts.base + n*etcd.SlotsPerRev
+}
 
 // id is rev as an SSE id or Last-Event-ID.
 func (ts *testServer) id(n uint64) string { return strconv.FormatUint(ts.rev(n), 10) }
@@ -94,12 +101,13 @@ func (ts *testServer) id(n uint64) string { return strconv.FormatUint(ts.rev(n),
 // etag is rev as an ETag.
 func (ts *testServer) etag(n uint64) string { return `"` + ts.id(n) + `"` }
 
-// compact drops etcd's history before rev, as --auto-compaction does.
+// compact drops etcd's history before the etcd revision of rev, as
+// --auto-compaction does.
 func compact(t *testing.T, rev uint64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := testEtcd.Client.Compact(ctx, int64(rev), clientv3.WithCompactPhysical()); err != nil {
+	if _, err := testEtcd.Client.Compact(ctx, int64(rev/etcd.SlotsPerRev), clientv3.WithCompactPhysical()); err != nil {
 		t.Fatalf("compact etcd at %d: %v", rev, err)
 	}
 }

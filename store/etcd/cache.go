@@ -22,13 +22,13 @@ type roomCache struct {
 type cachedRoom struct {
 	value  []byte // as encodeRoom wrote it; nil: the room is absent
 	lease  int64
-	modRev uint64
+	modRev int64
 }
 
 // maxCacheBytes bounds the cache; past it, it starts over.
 const maxCacheBytes = 32 << 20
 
-func (c *roomCache) get(room string) (*store.Room, int64, uint64, bool) {
+func (c *roomCache) get(room string) (*store.Room, int64, int64, bool) {
 	c.mu.Lock()
 	cr, ok := c.rooms[room]
 	c.mu.Unlock()
@@ -47,7 +47,7 @@ func (c *roomCache) get(room string) (*store.Room, int64, uint64, bool) {
 }
 
 // put keeps a room's value as stored at modRev (nil: absent).
-func (c *roomCache) put(room string, value []byte, lease int64, modRev uint64) {
+func (c *roomCache) put(room string, value []byte, lease int64, modRev int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.rooms[room]; ok {

@@ -8,8 +8,10 @@
 //	                        room's change log
 //
 // Every write is one etcd transaction, guarded by the room value's
-// ModRevision, so the etcd revision it commits at is its revision, and
-// ETags are ModRevisions. Both keys hang on the room's lease, whose TTL is
+// ModRevision; writes to different rooms made at the same time share one
+// transaction (batch.go), each with its own guard, and a write's revision is
+// the etcd revision it commits at and its slot in that transaction
+// (room.go). Both keys hang on the room's lease, whose TTL is
 // the room TTL: each write refreshes it, a node keeps it alive while it has
 // watchers of the room, and when it runs out etcd deletes the room. Each
 // node watches the change key of every room it has watchers for and fans the
@@ -49,8 +51,9 @@ type engine struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	roomLocks [64]sync.Mutex // writes to one room from this node go one at a time
-	cache     roomCache      // the rooms this node wrote last, to write without a read first
+	roomLocks [256]sync.Mutex // writes to one room from this node go one at a time
+	cache     roomCache       // the rooms this node wrote last, to write without a read first
+	batch     batcher         // writes' transactions, sent together (batch.go)
 
 	pushMu  sync.Mutex
 	pushIDs store.PushIDs // guarded by pushMu
@@ -58,7 +61,7 @@ type engine struct {
 	touchMu sync.Mutex
 	touched map[int64]time.Time // lease → when this node last refreshed it
 
-	rev   atomic.Uint64 // highest revision seen
+	rev   atomic.Uint64 // highest revision seen (room.go)
 	rooms atomic.Int64  // rooms stored, as last counted
 	// countedAt is when rooms was last counted (unix ns): stats counts at
 	// most once per roomCountTTL, so a scrape is one round trip at most;
@@ -139,6 +142,14 @@ func open(eo Options, h *store.Hub, opts store.Options) (*engine, error) {
 	}
 	e := &engine{cli: cli, prefix: eo.Prefix, opts: opts, hub: h, log: opts.Logger, touched: make(map[int64]time.Time)}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.batch = batcher{cli: cli, in: make(chan *proposal)}
+	e.wg.Add(senders)
+	for range senders {
+		go func() {
+			defer e.wg.Done()
+			e.batch.send(e.ctx)
+		}()
+	}
 	e.countRooms()
 	return e, nil
 }
@@ -155,13 +166,13 @@ func (e *engine) lockRoom(room string) func() {
 }
 
 // loaded is a room as read from etcd: decoded, its value as stored (nil
-// when absent), its lease, its value's ModRevision, and the revision the
-// read reflects.
+// when absent), its lease, its value's ModRevision, and the etcd revision
+// the read reflects.
 type loaded struct {
 	room         *store.Room
 	value        []byte
 	lease        int64
-	modRev, head uint64
+	modRev, head int64
 }
 
 // load reads a room; an absent one is an empty room.
@@ -170,14 +181,14 @@ func (e *engine) load(ctx context.Context, room string) (loaded, error) {
 	if err != nil {
 		return loaded{}, etcdError(err)
 	}
-	e.seen(resp.Header.Revision)
-	l := loaded{head: uint64(resp.Header.Revision)}
+	e.seen(headRev(resp.Header.Revision))
+	l := loaded{head: resp.Header.Revision}
 	if len(resp.Kvs) == 0 {
 		l.room = store.NewRoom(0, 0, 0)
 		return l, nil
 	}
 	kv := resp.Kvs[0]
-	l.value, l.modRev = kv.Value, uint64(kv.ModRevision)
+	l.value, l.modRev = kv.Value, kv.ModRevision
 	l.room, l.lease, err = decodeRoom(kv.Value, l.modRev)
 	return l, err
 }
@@ -216,7 +227,7 @@ func (e *engine) try(ctx context.Context, w *store.Write, cached bool) (res stor
 	name := w.Room()
 	var room *store.Room
 	var lease int64
-	var modRev, head uint64
+	var modRev, head int64
 	if cached {
 		room, lease, modRev, cached = e.cache.get(name)
 	}
@@ -243,32 +254,31 @@ func (e *engine) try(ctx context.Context, w *store.Write, cached bool) (res stor
 			return store.Result{}, true, nil
 		}
 		// Nothing was stored and nothing is: no transaction, no revision.
-		return res.At(head), false, nil
+		return res.At(headRev(head)), false, nil
 	}
-	guard := clientv3.Compare(clientv3.ModRevision(e.roomKey(name)), "=", int64(modRev))
-	var ops []clientv3.Op
-	var value []byte // the room's new value
+	p := &proposal{
+		guard:   clientv3.Compare(clientv3.ModRevision(e.roomKey(name)), "=", modRev),
+		roomKey: e.roomKey(name), changeKey: e.changeKey(name),
+	}
 	granted, newLease := false, lease
-	if gone {
-		// The room is gone: its change key's deletion is the change.
-		ops = []clientv3.Op{clientv3.OpDelete(e.roomKey(name)), clientv3.OpDelete(e.changeKey(name))}
-	} else {
+	if !gone { // else the room is gone: its change key's deletion is the change
 		if !exists {
 			l, err := e.cli.Grant(ctx, e.ttlSeconds())
 			if err != nil {
 				return store.Result{}, false, etcdError(err)
 			}
 			newLease, granted = int64(l.ID), true
+			e.touchMu.Lock()
+			e.touched[newLease] = time.Now() // granted with its full TTL
+			e.touchMu.Unlock()
 		}
-		withLease := clientv3.WithLease(clientv3.LeaseID(newLease))
-		value = encodeRoom(newLease, room)
-		ops = []clientv3.Op{
-			clientv3.OpPut(e.roomKey(name), string(value), withLease),
-			clientv3.OpPut(e.changeKey(name), string(c.Encode()), withLease),
-		}
+		p.room, p.change, p.lease = encodeRoom(newLease, room), encodeChange(c), clientv3.LeaseID(newLease)
 	}
-	resp, err := e.cli.Txn(ctx).If(guard).Then(ops...).Commit()
-	if err != nil || !resp.Succeeded {
+	err = e.batch.commit(ctx, p)
+	if err == nil {
+		err = p.err
+	}
+	if err != nil || !p.ok {
 		e.cache.drop(name)
 		if granted {
 			go e.revoke(newLease)
@@ -278,12 +288,12 @@ func (e *engine) try(ctx context.Context, w *store.Write, cached bool) (res stor
 		}
 		return store.Result{}, true, nil
 	}
-	rev := uint64(resp.Header.Revision)
-	e.seen(resp.Header.Revision)
+	rev := p.rev
+	e.seen(rev)
 	if gone {
 		e.cache.drop(name)
 	} else {
-		e.cache.put(name, value, newLease, rev)
+		e.cache.put(name, p.room, newLease, etcdRevOf(rev))
 	}
 	if !exists || gone {
 		e.countedAt.Store(0) // a room came or went: count afresh at the next scrape
@@ -344,7 +354,13 @@ func (e *engine) Snapshot(at store.Path) (store.Event, error) {
 		return store.Event{}, err
 	}
 	data, _ := l.room.ValueAt(at)
-	return store.Event{Rev: l.head, Path: "/", Data: data}, nil
+	rev := headRev(l.head)
+	if l.value != nil {
+		if own, _, err := roomRev(l.value, l.modRev); err == nil {
+			rev = max(rev, own)
+		}
+	}
+	return store.Event{Rev: rev, Path: "/", Data: data}, nil
 }
 
 // ChangesAfter replays the room's change key from etcd's history. The
@@ -356,15 +372,21 @@ func (e *engine) ChangesAfter(room string, after uint64, limit int) (changes []*
 	if err != nil {
 		return nil, false, false, etcdError(err)
 	}
-	e.seen(resp.Header.Revision)
-	if after > uint64(resp.Header.Revision) || len(resp.Kvs) == 0 {
+	e.seen(headRev(resp.Header.Revision))
+	if after > lastRev(resp.Header.Revision) || len(resp.Kvs) == 0 {
 		return nil, false, false, nil // in the future, or no room to replay into
 	}
-	last := uint64(resp.Kvs[0].ModRevision)
+	lastChange, err := e.changeOf(room, &clientv3.Event{Type: mvccpb.PUT, Kv: resp.Kvs[0]})
+	if err != nil {
+		return nil, false, false, err
+	}
+	last := lastChange.Rev()
 	if last <= after {
 		return nil, true, false, nil
 	}
-	for wr := range e.cli.Watch(ctx, e.changeKey(room), clientv3.WithRev(int64(after+1))) {
+	// From the etcd revision of after itself: a later slot of it may be this
+	// room's.
+	for wr := range e.cli.Watch(ctx, e.changeKey(room), clientv3.WithRev(max(1, etcdRevOf(after)))) {
 		if wr.CompactRevision != 0 {
 			return nil, false, false, nil // compacted past the resume point
 		}
@@ -379,6 +401,9 @@ func (e *engine) ChangesAfter(room string, after uint64, limit int) (changes []*
 			if err != nil {
 				return nil, false, false, err
 			}
+			if c.Rev() <= after {
+				continue
+			}
 			changes = append(changes, c)
 			if c.Rev() >= last {
 				return changes, true, false, nil
@@ -391,11 +416,10 @@ func (e *engine) ChangesAfter(room string, after uint64, limit int) (changes []*
 // changeOf turns a change-key event into a change: a put carries one, a
 // delete is the room's end.
 func (e *engine) changeOf(room string, ev *clientv3.Event) (*store.Change, error) {
-	rev := uint64(ev.Kv.ModRevision)
 	if ev.Type == mvccpb.DELETE {
-		return store.RoomGone(room, rev), nil
+		return store.RoomGone(room, revAt(ev.Kv.ModRevision, 0)), nil // a deletion is alone in its transaction
 	}
-	return store.DecodeChange(room, rev, ev.Kv.Value)
+	return decodeChange(room, ev.Kv.Value, ev.Kv.ModRevision)
 }
 
 // Watched starts the room's feed from the current revision on, and a keeper
@@ -409,7 +433,7 @@ func (e *engine) Watched(room string) (func(), error) {
 		cancel()
 		return nil, etcdError(err)
 	}
-	e.seen(resp.Header.Revision)
+	e.seen(headRev(resp.Header.Revision))
 	e.wg.Add(2)
 	go e.feed(ctx, room, resp.Header.Revision+1)
 	go e.keep(ctx, room)
@@ -450,7 +474,7 @@ func (e *engine) feed(ctx context.Context, room string, from int64) {
 				from = ev.Kv.ModRevision + 1
 			}
 			e.hub.Publish(changes)
-			e.seen(wr.Header.Revision)
+			e.seen(headRev(wr.Header.Revision))
 		}
 		select {
 		case <-ctx.Done():
@@ -509,15 +533,15 @@ func (e *engine) countRooms() {
 	defer cancel()
 	if resp, err := e.cli.Get(ctx, e.prefix+"rooms/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err == nil {
 		e.rooms.Store(resp.Count)
-		e.seen(resp.Header.Revision)
+		e.seen(headRev(resp.Header.Revision))
 	}
 	e.countedAt.Store(time.Now().UnixNano())
 }
 
-func (e *engine) seen(rev int64) {
+func (e *engine) seen(rev uint64) {
 	for {
 		cur := e.rev.Load()
-		if uint64(rev) <= cur || e.rev.CompareAndSwap(cur, uint64(rev)) {
+		if rev <= cur || e.rev.CompareAndSwap(cur, rev) {
 			return
 		}
 	}

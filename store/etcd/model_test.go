@@ -53,6 +53,7 @@ func TestModel(t *testing.T) {
 			return checkBookkeeping(t, cli, prefixes[s], room)
 		},
 		NoOpKeepsRevision: true,
+		RevisionScale:     SlotsPerRev,
 		FullHistory:       true,
 		Serial:            true,
 		Ops:               150,
@@ -81,11 +82,11 @@ func checkBookkeeping(t *testing.T, cli *clientv3.Client, prefix, room string) (
 		return 0, 0, false
 	}
 	rk, ck := roomKVs[0], changeKVs[0]
-	r, lease, err := decodeRoom(rk.Value, uint64(rk.ModRevision))
+	r, lease, err := decodeRoom(rk.Value, rk.ModRevision)
 	if err != nil {
 		t.Fatalf("room %s: %v", room, err)
 	}
-	if _, err := store.DecodeChange(room, uint64(ck.ModRevision), ck.Value); err != nil {
+	if _, err := decodeChange(room, ck.Value, ck.ModRevision); err != nil {
 		t.Fatalf("room %s: change: %v", room, err)
 	}
 	switch {
