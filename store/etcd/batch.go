@@ -3,8 +3,12 @@ package etcd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
+	"time"
 
+	"github.com/sigbase/sigbase/store"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -17,8 +21,12 @@ import (
 // slot, its place in the batch, which is written into its values and makes
 // its sigbase revision (room.go).
 //
-// A write joins a batch only while every sender is busy: the first write
-// after a quiet spell goes at once, alone.
+// Two batches are in flight at a time, which measured best (BENCHMARKS.md):
+// a write joins the next batch while both are out, and the first write
+// after a quiet spell goes at once, alone. A batch that etcd has not
+// answered within stallAfter (a member without a leader holds a request
+// until its own timeout) stops counting against the two, so the writes
+// behind it are not held up when the cluster answers again.
 const (
 	// etcd checks a nested transaction's ops against --max-txn-ops (128 by
 	// default) less the outer transaction's; each write has 1 compare and
@@ -27,8 +35,13 @@ const (
 	// A batch stays well under etcd's --max-request-bytes (1.5 MiB by
 	// default); a write bigger than this goes alone.
 	maxBatchBytes = 1 << 20
-	// senders is how many transactions are in flight at once.
-	senders = 2
+	inFlight      = 2
+	stallAfter    = 100 * time.Millisecond
+	// giveUpAfter is how long a write waits for its batch's answer.
+	giveUpAfter = time.Second
+	// maxStalled bounds the batches out at once. Each holds at least one
+	// waiting write, so the writers in flight bound them first.
+	maxStalled = 1024
 )
 
 // proposal is one write's transaction, waiting for a batch.
@@ -75,7 +88,14 @@ func (p *proposal) finish(etcdRev int64, slot int, ok bool, err error) {
 // batcher sends proposals in batches.
 type batcher struct {
 	cli *clientv3.Client
-	in  chan *proposal // unbuffered: a proposal a sender took is always finished
+	in  chan *proposal // unbuffered: a proposal run took is always finished
+	// Tokens: of the batches in flight and not stalled, and of all.
+	fresh, out chan struct{}
+	wg         sync.WaitGroup // the batches out
+}
+
+func newBatcher(cli *clientv3.Client) *batcher {
+	return &batcher{cli: cli, in: make(chan *proposal), fresh: make(chan struct{}, inFlight), out: make(chan struct{}, maxStalled)}
 }
 
 // commit sends the proposal in the next batch and waits for the outcome.
@@ -86,12 +106,28 @@ func (b *batcher) commit(ctx context.Context, p *proposal) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	<-p.done // a batch is bounded by opTimeout
-	return nil
+	// A batch is bounded by opTimeout, but a caller stops waiting sooner:
+	// when it leaves, or when etcd has not answered within giveUpAfter. A
+	// member that lost its leader holds a request until its own timeout,
+	// and every write of the batch would wait that long, holding its
+	// room's lock. The outcome is then open, as with any transaction that
+	// timed out: the guard of the room's next write orders the two either
+	// way, so the room stays consistent.
+	giveUp := time.NewTimer(giveUpAfter)
+	defer giveUp.Stop()
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-giveUp.C:
+		return fmt.Errorf("%w: etcd did not answer within %v", store.ErrUnavailable, giveUpAfter)
+	}
 }
 
-// send runs one sender until ctx ends.
-func (b *batcher) send(ctx context.Context) {
+// run sends batches until ctx ends, then waits for those out.
+func (b *batcher) run(ctx context.Context) {
+	defer b.wg.Wait()
 	var next *proposal
 	for {
 		p := next
@@ -103,6 +139,9 @@ func (b *batcher) send(ctx context.Context) {
 				return
 			}
 		}
+		// Wait for a turn; the writes arriving meanwhile join the batch.
+		b.fresh <- struct{}{}
+		b.out <- struct{}{}
 		batch, size := []*proposal{p}, p.size()
 	fill:
 		for !p.alone() && len(batch) < maxBatch {
@@ -117,7 +156,17 @@ func (b *batcher) send(ctx context.Context) {
 				break fill
 			}
 		}
-		b.commitBatch(ctx, batch)
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			var once sync.Once
+			turnOver := func() { once.Do(func() { <-b.fresh }) }
+			stalled := time.AfterFunc(stallAfter, turnOver)
+			b.commitBatch(ctx, batch)
+			stalled.Stop()
+			turnOver()
+			<-b.out
+		}()
 	}
 }
 

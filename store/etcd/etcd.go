@@ -53,7 +53,7 @@ type engine struct {
 
 	roomLocks [256]sync.Mutex // writes to one room from this node go one at a time
 	cache     roomCache       // the rooms this node wrote last, to write without a read first
-	batch     batcher         // writes' transactions, sent together (batch.go)
+	batch     *batcher        // writes' transactions, sent together (batch.go)
 
 	pushMu  sync.Mutex
 	pushIDs store.PushIDs // guarded by pushMu
@@ -142,14 +142,12 @@ func open(eo Options, h *store.Hub, opts store.Options) (*engine, error) {
 	}
 	e := &engine{cli: cli, prefix: eo.Prefix, opts: opts, hub: h, log: opts.Logger, touched: make(map[int64]time.Time)}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	e.batch = batcher{cli: cli, in: make(chan *proposal)}
-	e.wg.Add(senders)
-	for range senders {
-		go func() {
-			defer e.wg.Done()
-			e.batch.send(e.ctx)
-		}()
-	}
+	e.batch = newBatcher(cli)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.batch.run(e.ctx)
+	}()
 	e.countRooms()
 	return e, nil
 }
