@@ -18,17 +18,8 @@ import (
 // writes.
 func TestBatchedWrites(t *testing.T) {
 	t.Parallel()
-	member := startEtcd(t)
-	prefix := fmt.Sprintf("/batch-%d/", time.Now().UnixNano())
-	open := func() *store.Store {
-		s, err := Open(Options{Endpoints: []string{member.Endpoint}, Prefix: prefix}, store.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	node, other := open(), open()
+	nodes := openNodes(t, "batch", 2, store.Options{})
+	node, other := nodes[0], nodes[1]
 	const rooms, writes = 40, 25
 	at := func(r int) store.Path { return store.Path{Room: "r" + strconv.Itoa(r), Key: "n"} }
 

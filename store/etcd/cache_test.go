@@ -17,17 +17,7 @@ import (
 // etcd deleted (its lease ran out) must be written afresh.
 func TestStaleCacheAcrossNodes(t *testing.T) {
 	t.Parallel()
-	member := startEtcd(t)
-	prefix := fmt.Sprintf("/cache-%d/", time.Now().UnixNano())
-	open := func() *store.Store {
-		s, err := Open(Options{Endpoints: []string{member.Endpoint}, Prefix: prefix}, store.Options{Limits: store.Limits{MaxKeys: 2}, RoomTTL: 2 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	nodes := []*store.Store{open(), open()}
+	nodes := openNodes(t, "cache", 2, store.Options{Limits: store.Limits{MaxKeys: 2}, RoomTTL: 2 * time.Second})
 	at := store.Path{Room: "r", Key: "n"}
 	var rev uint64
 	for i := range 20 {
@@ -104,4 +94,22 @@ func TestStaleCacheAcrossNodes(t *testing.T) {
 	if v, _ := nodes[1].Get(store.Path{Room: "r"}); string(v.Data) != `{"y":5}` {
 		t.Fatalf("room written after its lease ran out: %s", v.Data)
 	}
+}
+
+// openNodes opens n stores on one etcd member of the test's own, sharing a
+// fresh key prefix, as n sigbase nodes would; they close at cleanup.
+func openNodes(t *testing.T, name string, n int, opts store.Options) []*store.Store {
+	t.Helper()
+	member := startEtcd(t)
+	prefix := fmt.Sprintf("/%s-%d/", name, time.Now().UnixNano())
+	var nodes []*store.Store
+	for range n {
+		s, err := Open(Options{Endpoints: []string{member.Endpoint}, Prefix: prefix}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		nodes = append(nodes, s)
+	}
+	return nodes
 }
