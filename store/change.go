@@ -175,7 +175,11 @@ const (
 )
 
 func (c *Change) Encode() []byte {
-	b := make([]byte, 0, 16+len(c.at.Key)+len(c.at.Child)+len(c.data))
+	return c.AppendEncoded(make([]byte, 0, 16+len(c.at.Key)+len(c.at.Child)+len(c.data)))
+}
+
+// AppendEncoded appends the change as Encode writes it to b.
+func (c *Change) AppendEncoded(b []byte) []byte {
 	var flags byte
 	if c.patch {
 		flags |= flagPatch

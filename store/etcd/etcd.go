@@ -352,13 +352,7 @@ func (e *engine) Snapshot(at store.Path) (store.Event, error) {
 		return store.Event{}, err
 	}
 	data, _ := l.room.ValueAt(at)
-	rev := headRev(l.head)
-	if l.value != nil {
-		if own, _, err := roomRev(l.value, l.modRev); err == nil {
-			rev = max(rev, own)
-		}
-	}
-	return store.Event{Rev: rev, Path: "/", Data: data}, nil
+	return store.Event{Rev: max(headRev(l.head), l.room.Rev()), Path: "/", Data: data}, nil
 }
 
 // ChangesAfter replays the room's change key from etcd's history. The

@@ -50,7 +50,7 @@ func encodeRoom(lease int64, r *store.Room) []byte {
 }
 
 func encodeChange(c *store.Change) []byte {
-	return append([]byte{changeValueVersion, 0, 0}, c.Encode()...)
+	return c.AppendEncoded([]byte{changeValueVersion, 0, 0})
 }
 
 // putSlot writes the slot into a value encodeRoom or encodeChange made.
