@@ -55,7 +55,7 @@ export class Room {
   #staleTimer = null;
   #staleFixed = false; // staleAfter was given: the server's interval does not change it
   #member = null; // { id, name }: this client's entry in members/, kept by the server's onDisconnect
-  #joining = false;
+  #joining = null; // the PUT of our member entry, while it is in flight
   #leaving = false;
   #closed = false;
   #state = 'connecting';
@@ -101,6 +101,9 @@ export class Room {
   /** Leaves at once: deletes this member's entry, then closes the room. */
   async leave() {
     this.#leaving = true;
+    // A join still in flight could land after the DELETE and bring the
+    // entry back until the grace period ran out.
+    await this.#joining;
     try {
       if (this.#member) await this.#request('DELETE', `/rooms/${this.#name}/members/${this.#member.id}`);
     } finally {
@@ -302,11 +305,10 @@ export class Room {
   // after an outage long enough for the server to have deleted it.
   #ensureMember() {
     if (!this.#member || this.#joining || this.#leaving || this.#closed || this.#data.members?.[this.#member.id] !== undefined) return;
-    this.#joining = true;
     const entry = { name: this.#member.name, joinedAt: { '.sv': 'timestamp' } };
-    this.#request('PUT', `/rooms/${this.#name}/members/${this.#member.id}`, entry)
+    this.#joining = this.#request('PUT', `/rooms/${this.#name}/members/${this.#member.id}`, entry)
       .catch(() => {}) // the next snapshot tries again
-      .finally(() => { this.#joining = false; });
+      .finally(() => { this.#joining = null; });
   }
 
   // #applyPut sets the value at a path relative to the room ("/", "/key",
