@@ -113,3 +113,47 @@ func openNodes(t *testing.T, name string, n int, opts store.Options) []*store.St
 	}
 	return nodes
 }
+
+// A node watching a room keeps the room alive through its copy of it going
+// stale: another node deletes the room and creates it again under a new
+// lease, and the watching node must keep that lease alive, not the one its
+// copy names. Once the watcher leaves, the room expires.
+func TestWatchedRoomOutlivesAStaleCopy(t *testing.T) {
+	t.Parallel()
+	const ttl = 2 * time.Second
+	nodes := openNodes(t, "kept", 2, store.Options{RoomTTL: ttl})
+	a, b := nodes[0], nodes[1]
+	at := store.Path{Room: "r", Key: "k"}
+	if _, err := a.Put(t.Context(), at, []byte(`1`), store.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := a.Watch(store.Path{Room: "r"}, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Delete(t.Context(), store.Path{Room: "r"}, store.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Put(t.Context(), at, []byte(`2`), store.Cond{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * ttl)
+	if v, err := b.Get(store.Path{Room: "r"}); err != nil || string(v.Data) != `{"k":2}` {
+		t.Fatalf("a room watched through node a, after 3 TTLs: %s %v", v.Data, err)
+	}
+	w.Close()
+	deadline := time.Now().Add(ttl + 3*time.Second) // etcd checks leases about twice a second
+	for {
+		v, err := b.Get(store.Path{Room: "r"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(v.Data) == "null" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the room is still there %v after its last watcher left: %s", ttl+3*time.Second, v.Data)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

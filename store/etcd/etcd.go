@@ -179,16 +179,28 @@ func (e *engine) load(ctx context.Context, room string) (loaded, error) {
 	if err != nil {
 		return loaded{}, etcdError(err)
 	}
-	e.seen(headRev(resp.Header.Revision))
-	l := loaded{head: resp.Header.Revision}
-	if len(resp.Kvs) == 0 {
+	return e.loadedOf(resp.Kvs, resp.Header.Revision)
+}
+
+// loadedOf decodes a room read at etcd revision head: kvs holds its value,
+// or nothing when the room is absent.
+func (e *engine) loadedOf(kvs []*mvccpb.KeyValue, head int64) (loaded, error) {
+	e.seen(headRev(head))
+	l := loaded{head: head}
+	if len(kvs) == 0 {
 		l.room = store.NewRoom(0, 0, 0)
 		return l, nil
 	}
-	kv := resp.Kvs[0]
+	kv := kvs[0]
 	l.value, l.modRev = kv.Value, kv.ModRevision
+	var err error
 	l.room, l.lease, err = decodeRoom(kv.Value, l.modRev)
 	return l, err
+}
+
+// remember keeps a loaded room as this node's copy of it.
+func (e *engine) remember(name string, l loaded) {
+	e.cache.put(name, l.value, l.lease, l.modRev, l.head)
 }
 
 func (e *engine) Submit(ctx context.Context, w *store.Write) (store.Result, error) {
@@ -235,7 +247,7 @@ func (e *engine) try(ctx context.Context, w *store.Write, cached bool) (res stor
 			return store.Result{}, false, err
 		}
 		room, lease, modRev, head = l.room, l.lease, l.modRev, l.head
-		e.cache.put(name, l.value, lease, modRev)
+		e.remember(name, l)
 	}
 	exists := room.Exists()
 	// Revision 0: the keys it changes read as the value's ModRevision.
@@ -291,7 +303,7 @@ func (e *engine) try(ctx context.Context, w *store.Write, cached bool) (res stor
 	if gone {
 		e.cache.drop(name)
 	} else {
-		e.cache.put(name, p.room, newLease, etcdRevOf(rev))
+		e.cache.put(name, p.room, newLease, etcdRevOf(rev), etcdRevOf(rev))
 	}
 	if !exists || gone {
 		e.countedAt.Store(0) // a room came or went: count afresh at the next scrape
@@ -308,8 +320,9 @@ func (e *engine) ttlSeconds() int64 {
 	return max(1, int64(math.Ceil(e.opts.RoomTTL.Seconds())))
 }
 
-// touch refreshes a lease to its full TTL, at most every eighth of it.
-func (e *engine) touch(ctx context.Context, lease int64) {
+// touch refreshes a lease to its full TTL, at most every eighth of it. It
+// reports a lease etcd no longer has (the room expired or was deleted).
+func (e *engine) touch(ctx context.Context, lease int64) (gone bool) {
 	e.touchMu.Lock()
 	last, ok := e.touched[lease]
 	due := !ok || time.Since(last) > e.opts.RoomTTL/8
@@ -317,11 +330,17 @@ func (e *engine) touch(ctx context.Context, lease int64) {
 		e.touched[lease] = time.Now()
 	}
 	e.touchMu.Unlock()
-	if due {
-		if _, err := e.cli.KeepAliveOnce(ctx, clientv3.LeaseID(lease)); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			e.log.Warn("etcd: refreshing a room's lease failed", "err", err)
-		}
+	if !due {
+		return false
 	}
+	_, err := e.cli.KeepAliveOnce(ctx, clientv3.LeaseID(lease))
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return true
+	}
+	if err != nil {
+		e.log.Warn("etcd: refreshing a room's lease failed", "err", err)
+	}
+	return false
 }
 
 func (e *engine) revoke(lease int64) {
@@ -351,6 +370,7 @@ func (e *engine) Snapshot(at store.Path) (store.Event, error) {
 	if err != nil {
 		return store.Event{}, err
 	}
+	e.remember(at.Room, l) // a watched room is likely to be written next
 	data, _ := l.room.ValueAt(at)
 	return store.Event{Rev: max(headRev(l.head), l.room.Rev()), Path: "/", Data: data}, nil
 }
@@ -415,34 +435,47 @@ func (e *engine) changeOf(room string, ev *clientv3.Event) (*store.Change, error
 }
 
 // Watched starts the room's feed from the current revision on, and a keeper
-// that holds the room's lease while this node has watchers of it.
+// that holds the room's lease while this node has watchers of it. One
+// transaction reads where the feed starts and the room, which becomes this
+// node's copy: the keeper takes the lease from it, and a first write to the
+// room needs no read.
 func (e *engine) Watched(room string) (func(), error) {
 	ctx, cancel := context.WithCancel(e.ctx)
 	gctx, gcancel := context.WithTimeout(ctx, opTimeout)
-	resp, err := e.cli.Get(gctx, e.changeKey(room))
+	resp, err := e.cli.Txn(gctx).Then(clientv3.OpGet(e.changeKey(room)), clientv3.OpGet(e.roomKey(room))).Commit()
 	gcancel()
 	if err != nil {
 		cancel()
 		return nil, etcdError(err)
 	}
-	e.seen(headRev(resp.Header.Revision))
+	head := resp.Header.Revision
+	if l, err := e.loadedOf(resp.Responses[1].GetResponseRange().Kvs, head); err == nil {
+		e.remember(room, l)
+	}
+	// fed is the etcd revision of the last change the feed delivered: a
+	// copy of the room older than that may have the wrong lease.
+	fed := new(atomic.Int64)
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		fed.Store(kvs[0].ModRevision)
+	}
 	e.wg.Add(2)
-	go e.feed(ctx, room, resp.Header.Revision+1)
-	go e.keep(ctx, room)
+	go e.feed(ctx, room, head+1, fed)
+	go e.keep(ctx, room, fed)
 	return func() {
 		cancel()
-		e.refreshRoomLease(room) // the TTL runs from the last watcher's leaving
+		e.refreshRoomLease(room, fed.Load()) // the TTL runs from the last watcher's leaving
 	}, nil
 }
 
-// feed publishes the room's changes from revision `from` on. A watch that
+// feed publishes the room's changes from revision `from` on, and records
+// in fed the etcd revision of the last. A watch that
 // ends (the member lost its leader, the connection broke) restarts where it
 // stopped, so the room's watchers miss nothing and stay connected. A watch
 // that etcd compacted past has lost changes: the room's watchers are evicted,
 // to resume from their last event ids (a snapshot when that is too old), and
 // the feed restarts at the compaction revision, which is at or before
 // anything a watcher registering from now on reads.
-func (e *engine) feed(ctx context.Context, room string, from int64) {
+func (e *engine) feed(ctx context.Context, room string, from int64, fed *atomic.Int64) {
 	defer e.wg.Done()
 	for {
 		wch := e.cli.Watch(clientv3.WithRequireLeader(ctx), e.changeKey(room), clientv3.WithRev(from))
@@ -457,13 +490,14 @@ func (e *engine) feed(ctx context.Context, room string, from int64) {
 			}
 			var changes []*store.Change
 			for _, ev := range wr.Events {
+				from = ev.Kv.ModRevision + 1
+				fed.Store(ev.Kv.ModRevision)
 				c, err := e.changeOf(room, ev)
 				if err != nil {
 					e.log.Error("etcd: a change that does not decode", "room", room, "err", err)
 					continue
 				}
 				changes = append(changes, c)
-				from = ev.Kv.ModRevision + 1
 			}
 			e.hub.Publish(changes)
 			e.seen(headRev(wr.Header.Revision))
@@ -477,12 +511,12 @@ func (e *engine) feed(ctx context.Context, room string, from int64) {
 }
 
 // keep refreshes the room's lease while the node has watchers of it.
-func (e *engine) keep(ctx context.Context, room string) {
+func (e *engine) keep(ctx context.Context, room string, fed *atomic.Int64) {
 	defer e.wg.Done()
 	tick := time.NewTicker(min(time.Minute, max(e.opts.RoomTTL/3, 200*time.Millisecond)))
 	defer tick.Stop()
 	for {
-		e.refreshRoomLease(room)
+		e.refreshRoomLease(room, fed.Load())
 		select {
 		case <-ctx.Done():
 			return
@@ -491,11 +525,27 @@ func (e *engine) keep(ctx context.Context, room string) {
 	}
 }
 
-func (e *engine) refreshRoomLease(room string) {
+// refreshRoomLease refreshes the room's lease as a write does (touch). The
+// lease comes from this node's copy of the room when that copy is no older
+// than the last change the room's feed delivered (etcd revision fed), so
+// that it is the room's current lease; else from etcd.
+func (e *engine) refreshRoomLease(room string, fed int64) {
 	ctx, cancel := context.WithTimeout(e.ctx, opTimeout)
 	defer cancel()
-	if l, err := e.load(ctx, room); err == nil && l.lease != 0 {
-		_, _ = e.cli.KeepAliveOnce(ctx, clientv3.LeaseID(l.lease))
+	lease, cached := e.cache.lease(room, fed)
+	for {
+		if !cached {
+			l, err := e.load(ctx, room)
+			if err != nil {
+				return
+			}
+			e.remember(room, l)
+			lease = l.lease
+		}
+		if lease == 0 || !e.touch(ctx, lease) || !cached {
+			return
+		}
+		cached = false // the copy's lease is gone: read the room's
 	}
 }
 
